@@ -1,0 +1,112 @@
+//! [`MemoryStore`]: a process-local store for unit tests and throwaway demos. One mutex makes every
+//! conditional write atomic.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::key::{validate_key, validate_prefix};
+use crate::{ETag, ObjectMeta, ObjectStore, PutCondition, StoreError, StoredObject};
+
+/// An in-memory object store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, (Bytes, ETag)>>,
+    next_tag: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn objects(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, (Bytes, ETag)>>, StoreError> {
+        self.objects
+            .lock()
+            .map_err(|_| StoreError::backend("lock", "memory store", "a writer panicked"))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<StoredObject, StoreError> {
+        validate_key(key)?;
+        let objects = self.objects()?;
+        let (body, etag) = objects.get(key).ok_or_else(|| StoreError::NotFound {
+            key: key.to_string(),
+        })?;
+        Ok(StoredObject {
+            body: body.clone(),
+            etag: etag.clone(),
+        })
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let obj = self.get(key).await?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: obj.body.len() as u64,
+            etag: obj.etag,
+        })
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        condition: PutCondition,
+    ) -> Result<ETag, StoreError> {
+        validate_key(key)?;
+        let mut objects = self.objects()?;
+        let current = objects.get(key).map(|(_, tag)| tag);
+        match (&condition, current) {
+            (PutCondition::IfNoneMatch, Some(_)) => {
+                return Err(StoreError::AlreadyExists {
+                    key: key.to_string(),
+                });
+            }
+            (PutCondition::IfMatch(expected), current) if current != Some(expected) => {
+                return Err(StoreError::PreconditionFailed {
+                    key: key.to_string(),
+                });
+            }
+            _ => {}
+        }
+        let tag = ETag(format!(
+            "m{}",
+            self.next_tag.fetch_add(1, Ordering::Relaxed)
+        ));
+        objects.insert(key.to_string(), (body, tag.clone()));
+        Ok(tag)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        validate_prefix(prefix)?;
+        let objects = self.objects()?;
+        Ok(objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (body, etag))| ObjectMeta {
+                key: k.clone(),
+                size: body.len() as u64,
+                etag: etag.clone(),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        validate_key(key)?;
+        self.objects()?.remove(key);
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        "memory://".to_string()
+    }
+}
