@@ -1,1 +1,9 @@
-//! support
+//! Shared helpers for maas's end-to-end tests: the committed seed fixture and its PyTorch
+//! reference, generators for the bad files a push must refuse, an S3 endpoint (s3s-fs) served on
+//! 127.0.0.1 inside the test process, and the store conformance suite every backend must pass.
+
+pub mod conformance;
+pub mod fixtures;
+pub mod s3;
+
+pub use s3::{MotoServer, S3Endpoint};

@@ -1,1 +1,107 @@
-//! placeholder
+//! Prediction engines behind one interface, [`LoadedModel`]: ONNX through tract and safetensors
+//! MLPs through candle. Also the push pipeline ([`push()`]) that refuses files which can't be
+//! served — pickles, unknown operators, truncated files, weights that don't chain — before the
+//! registry is touched.
+//!
+//! No tract or candle type appears in this crate's public API: callers exchange [`Tensor`]s
+//! and manifests, so engines can change without touching the HTTP layer, the CLI or batch
+//! scoring.
+
+mod mlp;
+mod onnx;
+mod predictor;
+pub mod push;
+mod tensor;
+
+pub use predictor::{LoadTimings, LoadedModel};
+pub use push::{InspectedModel, PushOutcome, PushRequest, detect_format, inspect, push};
+pub use tensor::{Tensor, TensorData};
+
+use maas_registry::RegistryError;
+
+/// Everything that can go wrong loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A Python pickle (or a zip holding one). Never unpickled: loading a pickle runs code.
+    #[error(
+        "{file} is {what}; maas never loads pickles because unpickling runs arbitrary code. Export safetensors or ONNX instead: `safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")` or `torch.onnx.export(model, example_input, \"model.onnx\", dynamic_axes={{\"input\": {{0: \"batch\"}}}})`, then push that file"
+    )]
+    PickleRefused {
+        /// The file's name.
+        file: String,
+        /// What it was recognised as.
+        what: String,
+    },
+    /// Neither ONNX nor safetensors.
+    #[error(
+        "{file} is neither an ONNX model nor a safetensors file; push a .onnx or .safetensors file"
+    )]
+    UnrecognizedFormat {
+        /// The file's name.
+        file: String,
+    },
+    /// A truncated or damaged file.
+    #[error("{message}")]
+    CorruptFile {
+        /// What is wrong.
+        message: String,
+    },
+    /// ONNX operators tract does not implement.
+    #[error(
+        "the ONNX graph uses operators maas can't run: {}; re-export the model without them (e.g. a lower opset or simpler layers)",
+        ops.join(", ")
+    )]
+    UnsupportedOperators {
+        /// Operator names (domain-qualified when not the default domain).
+        ops: Vec<String>,
+    },
+    /// A model that parses but can't be served as described.
+    #[error("{message}")]
+    UnsupportedModel {
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// Weights whose shapes don't fit the architecture.
+    #[error("the weights don't form the network: {message}")]
+    ShapeMismatch {
+        /// Which tensors disagree.
+        message: String,
+    },
+    /// A request the model can't take (wrong shape, type or count).
+    #[error("{message}")]
+    InvalidInput {
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// NaN or infinity in a model that doesn't allow them.
+    #[error(
+        "input {input:?} holds NaN or infinity at row {row}, column {column}; send finite numbers (the model's manifest does not set allow_non_finite)"
+    )]
+    NonFiniteInput {
+        /// The input.
+        input: String,
+        /// Zero-based row.
+        row: usize,
+        /// Zero-based position within the row.
+        column: usize,
+    },
+    /// The engine failed on valid input.
+    #[error("inference failed: {message}")]
+    Inference {
+        /// The engine's description.
+        message: String,
+    },
+    /// The registry failed (missing version, corrupted artifact, storage).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl EngineError {
+    /// True for errors caused by the caller's request rather than the model or the service.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            EngineError::InvalidInput { .. } | EngineError::NonFiniteInput { .. }
+        )
+    }
+}

@@ -7,7 +7,7 @@ use maas_core::{
     AliasName, Architecture, ArtifactInfo, AuditAction, AuditRecord, FORMAT_VERSION, Lineage,
     Manifest, ModelCard, ModelFormat, ModelName, Postprocess, Preprocess, TensorSpec, Version,
 };
-use maas_store::{ETag, ObjectStore, PutCondition, SharedStore, StoreError};
+use maas_store::{ETag, PutCondition, SharedStore, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -629,7 +629,7 @@ mod tests {
     use std::sync::Arc;
 
     use maas_core::DataType;
-    use maas_store::MemoryStore;
+    use maas_store::{MemoryStore, ObjectStore};
 
     use super::*;
 

@@ -6,8 +6,11 @@
 //!   exists, so exactly one of several concurrent creators wins, across processes too.
 //! - Compare-and-swap writes hold an exclusive lock on a per-key lock file under `.maas-locks/`
 //!   while they compare the current tag and rename the new content in.
-//! - The ETag is derived from the file's inode, modification time and size: every completed write
-//!   creates a new inode, so the tag changes with every write, without hashing on every read.
+//! - The ETag of a small object (the JSON documents compare-and-swap guards) is a hash of its
+//!   content, like S3's MD5: file timestamps are only as fine as the kernel's clock tick and inode
+//!   numbers are reused, so metadata alone could repeat a tag within milliseconds. Large objects
+//!   (artifacts, datasets) get a tag from inode, modification time and size, so listing and heads
+//!   never hash megabytes.
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::MetadataExt;
@@ -67,9 +70,26 @@ impl LocalFsStore {
     }
 }
 
-fn etag_of(meta: &std::fs::Metadata) -> ETag {
+/// Objects up to this size get content-hash tags.
+const CONTENT_TAG_LIMIT: u64 = 256 * 1024;
+
+fn content_tag(body: &[u8]) -> ETag {
+    ETag(hex::encode(&Sha256::digest(body)[..16]))
+}
+
+fn metadata_tag(meta: &std::fs::Metadata) -> ETag {
     let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
     ETag(format!("{:x}-{:x}-{:x}", meta.ino(), mtime_ns, meta.len()))
+}
+
+/// The tag of the file at `path`, whose metadata is `meta`.
+fn etag_of(path: &Path, meta: &std::fs::Metadata, key: &str) -> Result<ETag, StoreError> {
+    if meta.len() <= CONTENT_TAG_LIMIT {
+        let body = std::fs::read(path).map_err(|e| io_error("head", key, e))?;
+        Ok(content_tag(&body))
+    } else {
+        Ok(metadata_tag(meta))
+    }
 }
 
 fn io_error(op: &'static str, key: &str, err: std::io::Error) -> StoreError {
@@ -153,8 +173,8 @@ fn put_blocking(
                     .map_err(|e| StoreError::backend("lock", key, e))?;
                 lock.lock()
                     .map_err(|e| StoreError::backend("lock", key, e))?;
-                let current = match meta_of(&dest, key) {
-                    Ok(meta) => Some(etag_of(&meta)),
+                let current = match meta_of(&dest, key).and_then(|m| etag_of(&dest, &m, key)) {
+                    Ok(tag) => Some(tag),
                     Err(StoreError::NotFound { .. }) => None,
                     Err(e) => return Err(e),
                 };
@@ -179,7 +199,10 @@ fn put_blocking(
         let _ = std::fs::remove_file(&tmp);
     }
     result?;
-    Ok(etag_of(&meta_of(&dest, key)?))
+    if body.len() as u64 <= CONTENT_TAG_LIMIT {
+        return Ok(content_tag(body));
+    }
+    Ok(metadata_tag(&meta_of(&dest, key)?))
 }
 
 fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
@@ -227,10 +250,15 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreErro
                     stack.push(path);
                 }
             } else if meta.is_file() && rel.starts_with(prefix) {
+                let etag = match etag_of(&path, &meta, rel) {
+                    Ok(tag) => tag,
+                    Err(StoreError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
                 out.push(ObjectMeta {
                     key: rel.to_string(),
                     size: meta.len(),
-                    etag: etag_of(&meta),
+                    etag,
                 });
             }
         }
@@ -253,9 +281,14 @@ impl ObjectStore for LocalFsStore {
             let mut body = Vec::with_capacity(meta.len() as usize);
             std::io::Read::read_to_end(&mut file, &mut body)
                 .map_err(|e| io_error("get", &owned, e))?;
+            let etag = if body.len() as u64 <= CONTENT_TAG_LIMIT {
+                content_tag(&body)
+            } else {
+                metadata_tag(&meta)
+            };
             Ok(StoredObject {
                 body: Bytes::from(body),
-                etag: etag_of(&meta),
+                etag,
             })
         })
         .await
@@ -268,7 +301,7 @@ impl ObjectStore for LocalFsStore {
             let meta = meta_of(&path, &owned)?;
             Ok(ObjectMeta {
                 size: meta.len(),
-                etag: etag_of(&meta),
+                etag: etag_of(&path, &meta, &owned)?,
                 key: owned,
             })
         })

@@ -100,6 +100,9 @@ where
     let status = err.raw_response().map(HttpStatus::status_code);
     let key = key.to_string();
     match status {
+        // S3 answers a swap on a missing key with 404; the store contract calls that a failed
+        // precondition, as the other backends do.
+        Some(404) if op == "swap" => StoreError::PreconditionFailed { key },
         Some(404) => StoreError::NotFound { key },
         // 409 is S3's "a conflicting conditional write is in progress": the other writer wins.
         Some(412) | Some(409) if op == "create" => StoreError::AlreadyExists { key },

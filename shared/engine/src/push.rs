@@ -1,0 +1,311 @@
+//! Pushing a model file: recognise its format, refuse what can't be served safely (pickles,
+//! unknown operators, truncated files, weights that don't chain), build the engine once to prove
+//! it serves, then write the version. Nothing is written until every check has passed, so a
+//! refused push leaves the registry exactly as it was.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use maas_core::{
+    AliasName, Architecture, Lineage, Manifest, ManifestTemplate, ModelFormat, ModelName,
+    TensorSpec, Version,
+};
+use maas_registry::{AliasMove, Registry, RegistryError, VersionDraft};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::EngineError;
+use crate::mlp::{MlpPredictor, infer_architecture};
+use crate::onnx::OnnxPredictor;
+use crate::predictor::{LoadedModel, Predictor};
+use crate::tensor::{Tensor, TensorData};
+
+/// The version of this crate, recorded as the code version in lineage.
+pub const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const PICKLE_EXTENSIONS: [&str; 6] = ["pt", "pth", "pkl", "pickle", "ckpt", "joblib"];
+
+fn refuse_pickle(file_name: &str, what: &str) -> EngineError {
+    EngineError::PickleRefused {
+        file: file_name.to_string(),
+        what: what.to_string(),
+    }
+}
+
+/// Recognises a model file's format from its name and first bytes.
+pub fn detect_format(file_name: &str, bytes: &[u8]) -> Result<ModelFormat, EngineError> {
+    let ext = std::path::Path::new(file_name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    // Content first: a pickle renamed to .onnx is still a pickle.
+    if bytes.len() >= 2 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) {
+        return Err(refuse_pickle(file_name, "a Python pickle"));
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        let head = &bytes[..bytes.len().min(1 << 16)];
+        let torch = head.windows(8).any(|w| w == b"data.pkl");
+        return Err(refuse_pickle(
+            file_name,
+            if torch {
+                "a PyTorch checkpoint (torch.save: a zip archive holding a pickle)"
+            } else {
+                "a zip archive (PyTorch checkpoints are zipped pickles)"
+            },
+        ));
+    }
+    if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
+        return Err(refuse_pickle(
+            file_name,
+            "a pickle-based checkpoint, by its extension",
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(EngineError::CorruptFile {
+            message: format!("{file_name} is empty"),
+        });
+    }
+    match ext.as_str() {
+        "onnx" => return Ok(ModelFormat::Onnx),
+        "safetensors" => return Ok(ModelFormat::Safetensors),
+        _ => {}
+    }
+    if looks_like_safetensors(bytes) {
+        return Ok(ModelFormat::Safetensors);
+    }
+    // ONNX has no magic number: a protobuf that parses as a model with a graph is ONNX.
+    if OnnxPredictor::load(bytes).is_ok() {
+        return Ok(ModelFormat::Onnx);
+    }
+    Err(EngineError::UnrecognizedFormat {
+        file: file_name.to_string(),
+    })
+}
+
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    let Some(len_bytes) = bytes.get(..8) else {
+        return false;
+    };
+    let mut len = [0u8; 8];
+    len.copy_from_slice(len_bytes);
+    let header_len = u64::from_le_bytes(len);
+    bytes.get(8) == Some(&b'{') && header_len.saturating_add(8) <= bytes.len() as u64
+}
+
+/// A model file checked and ready to become a version.
+#[derive(Debug, Clone)]
+pub struct InspectedModel {
+    /// Detected format.
+    pub format: ModelFormat,
+    /// Input metadata (from the model, or the template's override).
+    pub inputs: Vec<TensorSpec>,
+    /// Output metadata.
+    pub outputs: Vec<TensorSpec>,
+    /// The MLP description for safetensors (given or inferred).
+    pub architecture: Option<Architecture>,
+}
+
+/// Checks a model file: detects the format, parses it, builds the engine once and runs one
+/// all-zero row through it. Returns its metadata; writes nothing.
+pub fn inspect(
+    file_name: &str,
+    bytes: &[u8],
+    template: &ManifestTemplate,
+) -> Result<InspectedModel, EngineError> {
+    let format = detect_format(file_name, bytes)?;
+    let (architecture, inputs, outputs) = match format {
+        ModelFormat::Onnx => {
+            let predictor = OnnxPredictor::load(bytes)?;
+            (
+                None,
+                predictor.inputs().to_vec(),
+                predictor.outputs().to_vec(),
+            )
+        }
+        ModelFormat::Safetensors => {
+            let arch = match &template.architecture {
+                Some(arch) => arch.clone(),
+                None => infer_architecture(bytes)?,
+            };
+            let (inputs, outputs) = MlpPredictor::specs(&arch);
+            (Some(arch), inputs, outputs)
+        }
+    };
+    let inputs = template.inputs.clone().unwrap_or(inputs);
+    let outputs = template.outputs.clone().unwrap_or(outputs);
+    let inspected = InspectedModel {
+        format,
+        inputs,
+        outputs,
+        architecture,
+    };
+    smoke_test(&inspected, bytes, template)?;
+    Ok(inspected)
+}
+
+/// Builds the engine exactly as serving will and predicts one row of zeros.
+fn smoke_test(
+    inspected: &InspectedModel,
+    bytes: &[u8],
+    template: &ManifestTemplate,
+) -> Result<(), EngineError> {
+    if let Some(features) = &template.features {
+        let width = inspected.inputs.first().map_or(0, TensorSpec::row_width);
+        if features.len() != width {
+            return Err(EngineError::UnsupportedModel {
+                message: format!(
+                    "the manifest names {} features but the model's input takes {width}",
+                    features.len()
+                ),
+            });
+        }
+    }
+    let provisional = Manifest {
+        manifest_version: maas_core::FORMAT_VERSION,
+        name: ModelName::new("provisional").map_err(|e| EngineError::Inference {
+            message: e.to_string(),
+        })?,
+        version: Version::FIRST,
+        format: inspected.format,
+        created_at: OffsetDateTime::UNIX_EPOCH,
+        created_by: String::new(),
+        artifacts: BTreeMap::new(),
+        inputs: inspected.inputs.clone(),
+        outputs: inspected.outputs.clone(),
+        features: template.features.clone(),
+        architecture: inspected.architecture.clone(),
+        preprocess: template.preprocess.clone().unwrap_or_default(),
+        postprocess: template.postprocess.clone().unwrap_or_default(),
+        allow_non_finite: template.allow_non_finite.unwrap_or(false),
+        card: Default::default(),
+        lineage: Lineage::Pushed {
+            file_name: String::new(),
+            sha256: String::new(),
+            parent_version: None,
+            code_version: CODE_VERSION.into(),
+        },
+        metrics: BTreeMap::new(),
+    };
+    let model = LoadedModel::from_artifact(provisional, bytes)?;
+    let mut probe = Vec::new();
+    for spec in model.inputs() {
+        let mut shape = vec![1usize];
+        shape.extend(
+            spec.shape
+                .iter()
+                .skip(1)
+                .map(|&d| usize::try_from(d).unwrap_or(1)),
+        );
+        let n: usize = shape.iter().product();
+        let data = match spec.datatype {
+            maas_core::DataType::Fp64 => TensorData::F64(vec![0.0; n]),
+            maas_core::DataType::Int32 => TensorData::I32(vec![0; n]),
+            maas_core::DataType::Int64 => TensorData::I64(vec![0; n]),
+            _ => TensorData::F32(vec![0.0; n]),
+        };
+        probe.push(Tensor::new(spec.name.clone(), shape, data)?);
+    }
+    model
+        .predict(probe)
+        .map_err(|e| EngineError::UnsupportedModel {
+            message: format!("a test prediction on one row of zeros failed: {e}"),
+        })?;
+    Ok(())
+}
+
+/// What `maas push` asks for.
+#[derive(Debug, Clone)]
+pub struct PushRequest {
+    /// Target model.
+    pub model: ModelName,
+    /// The file's name as given (for format detection and lineage; directories are dropped).
+    pub file_name: String,
+    /// The file's bytes.
+    pub bytes: Bytes,
+    /// User-supplied manifest parts.
+    pub template: ManifestTemplate,
+    /// Who is pushing.
+    pub actor: String,
+    /// Alias to point at the new version, if any.
+    pub alias: Option<AliasName>,
+    /// Why (recorded with the alias move).
+    pub reason: Option<String>,
+}
+
+/// What a push produced.
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    /// The new version's manifest.
+    pub manifest: Manifest,
+    /// The alias move, if one was asked for.
+    pub alias: Option<AliasMove>,
+}
+
+/// Checks a model file and writes it as the model's next version.
+pub async fn push(registry: &Registry, request: PushRequest) -> Result<PushOutcome, EngineError> {
+    let file_name = std::path::Path::new(&request.file_name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model")
+        .to_string();
+    let bytes = request.bytes.clone();
+    let template = request.template.clone();
+    let name_for_check = file_name.clone();
+    // Parsing and optimising is CPU work: keep it off the async workers.
+    let inspected =
+        tokio::task::spawn_blocking(move || inspect(&name_for_check, &bytes, &template))
+            .await
+            .map_err(|e| EngineError::Inference {
+                message: format!("model check did not finish: {e}"),
+            })??;
+    let parent_version = match registry.latest(&request.model).await {
+        Ok(v) => Some(v),
+        Err(RegistryError::ModelNotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let sha256 = hex::encode(Sha256::digest(&request.bytes));
+    let template = request.template;
+    let draft = VersionDraft {
+        format: inspected.format,
+        created_by: request.actor.clone(),
+        inputs: inspected.inputs,
+        outputs: inspected.outputs,
+        features: template.features,
+        architecture: inspected.architecture,
+        preprocess: template.preprocess.unwrap_or_default(),
+        postprocess: template.postprocess.unwrap_or_default(),
+        allow_non_finite: template.allow_non_finite.unwrap_or(false),
+        card: template.card.unwrap_or_default(),
+        lineage: Lineage::Pushed {
+            file_name,
+            sha256,
+            parent_version,
+            code_version: CODE_VERSION.into(),
+        },
+        metrics: template.metrics.unwrap_or_default(),
+    };
+    let artifacts = BTreeMap::from([(inspected.format.artifact_name().to_string(), request.bytes)]);
+    let manifest = registry
+        .create_version(&request.model, draft, artifacts)
+        .await?;
+    let alias = match &request.alias {
+        Some(alias) => Some(
+            registry
+                .set_alias(
+                    &request.model,
+                    alias,
+                    manifest.version,
+                    &request.actor,
+                    request
+                        .reason
+                        .clone()
+                        .or_else(|| Some(format!("pushed as version {}", manifest.version))),
+                    serde_json::Value::Null,
+                )
+                .await?,
+        ),
+        None => None,
+    };
+    Ok(PushOutcome { manifest, alias })
+}

@@ -1,0 +1,187 @@
+//! Engine-neutral tensors: a name, a shape and a flat, row-major buffer of one of the numeric
+//! types the Open Inference Protocol carries. The HTTP layer, the CLI and batch scoring build
+//! these; the engines turn them into their own types internally.
+
+use maas_core::DataType;
+
+use crate::EngineError;
+
+/// A flat, row-major tensor buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    /// 32-bit floats (`FP32`).
+    F32(Vec<f32>),
+    /// 64-bit floats (`FP64`).
+    F64(Vec<f64>),
+    /// 32-bit integers (`INT32`).
+    I32(Vec<i32>),
+    /// 64-bit integers (`INT64`).
+    I64(Vec<i64>),
+}
+
+impl TensorData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+        }
+    }
+
+    /// True if there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The protocol datatype of the buffer.
+    pub fn datatype(&self) -> DataType {
+        match self {
+            TensorData::F32(_) => DataType::Fp32,
+            TensorData::F64(_) => DataType::Fp64,
+            TensorData::I32(_) => DataType::Int32,
+            TensorData::I64(_) => DataType::Int64,
+        }
+    }
+
+    /// Position of the first NaN or infinity, if any.
+    pub fn first_non_finite(&self) -> Option<usize> {
+        match self {
+            TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+            TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
+            TensorData::I32(_) | TensorData::I64(_) => None,
+        }
+    }
+
+    /// Converts to `target`, or says why it can't.
+    pub fn cast(self, target: DataType) -> Result<TensorData, EngineError> {
+        if self.datatype() == target {
+            return Ok(self);
+        }
+        let unsupported = |from: DataType| EngineError::InvalidInput {
+            message: format!("cannot convert {from} data to {target}"),
+        };
+        let from = self.datatype();
+        Ok(match target {
+            DataType::Fp32 => TensorData::F32(match self {
+                TensorData::F32(v) => v,
+                TensorData::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+                TensorData::I32(v) => v.into_iter().map(|x| x as f32).collect(),
+                TensorData::I64(v) => v.into_iter().map(|x| x as f32).collect(),
+            }),
+            DataType::Fp64 => TensorData::F64(match self {
+                TensorData::F32(v) => v.into_iter().map(f64::from).collect(),
+                TensorData::F64(v) => v,
+                TensorData::I32(v) => v.into_iter().map(f64::from).collect(),
+                TensorData::I64(v) => v.into_iter().map(|x| x as f64).collect(),
+            }),
+            DataType::Int64 => TensorData::I64(match self {
+                TensorData::I32(v) => v.into_iter().map(i64::from).collect(),
+                TensorData::I64(v) => v,
+                _ => return Err(unsupported(from)),
+            }),
+            DataType::Int32 => TensorData::I32(match self {
+                TensorData::I32(v) => v,
+                TensorData::I64(v) => v
+                    .into_iter()
+                    .map(|x| {
+                        i32::try_from(x).map_err(|_| EngineError::InvalidInput {
+                            message: format!("value {x} does not fit INT32"),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(unsupported(from)),
+            }),
+            _ => return Err(unsupported(from)),
+        })
+    }
+
+    /// The values as `f32` (lossy for 64-bit types), for postprocessing and printing.
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self {
+            TensorData::F32(v) => v.clone(),
+            TensorData::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+}
+
+/// A named tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Tensor name as the model knows it.
+    pub name: String,
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// Values, row-major; `shape.iter().product()` of them.
+    pub data: TensorData,
+}
+
+impl Tensor {
+    /// A tensor after checking that the data fills the shape.
+    pub fn new(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        data: TensorData,
+    ) -> Result<Self, EngineError> {
+        let name = name.into();
+        let expected = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if expected != Some(data.len()) {
+            return Err(EngineError::InvalidInput {
+                message: format!(
+                    "tensor {name:?} has shape {shape:?} ({} values) but {} values were given",
+                    expected.map_or("too many".to_string(), |n| n.to_string()),
+                    data.len()
+                ),
+            });
+        }
+        Ok(Self { name, shape, data })
+    }
+
+    /// Number of rows (the first dimension), 1 for a scalar.
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_and_data_must_agree() {
+        assert!(Tensor::new("x", vec![2, 3], TensorData::F32(vec![0.0; 6])).is_ok());
+        let err = Tensor::new("x", vec![2, 3], TensorData::F32(vec![0.0; 5])).expect_err("short");
+        assert!(err.to_string().contains("6 values"), "{err}");
+        assert!(Tensor::new("x", vec![usize::MAX, 3], TensorData::F32(vec![])).is_err());
+    }
+
+    #[test]
+    fn casts_between_numeric_types() {
+        let d = TensorData::I64(vec![1, -2])
+            .cast(DataType::Fp32)
+            .expect("int to float");
+        assert_eq!(d, TensorData::F32(vec![1.0, -2.0]));
+        assert!(TensorData::F32(vec![1.5]).cast(DataType::Int64).is_err());
+        assert!(
+            TensorData::I64(vec![i64::MAX])
+                .cast(DataType::Int32)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn finds_non_finite_values() {
+        assert_eq!(
+            TensorData::F32(vec![1.0, f32::NAN]).first_non_finite(),
+            Some(1)
+        );
+        assert_eq!(
+            TensorData::F64(vec![f64::INFINITY]).first_non_finite(),
+            Some(0)
+        );
+        assert_eq!(TensorData::I32(vec![1]).first_non_finite(), None);
+    }
+}

@@ -1,0 +1,164 @@
+//! The committed seed fixture (the PyTorch MLP as safetensors, ONNX and pickle, with PyTorch's
+//! outputs for 8 inputs) and generators for files a push must refuse.
+
+use std::path::PathBuf;
+
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+
+/// Directory of the seed-mlp fixture.
+pub fn seed_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/seed-mlp")
+}
+
+/// Bytes of one seed fixture file (`model.onnx`, `model.safetensors`, `model.pt`).
+pub fn seed_file(name: &str) -> Vec<u8> {
+    std::fs::read(seed_dir().join(name)).expect("seed fixture file")
+}
+
+/// PyTorch's inputs and outputs for the seed model.
+pub struct Reference {
+    /// 8 rows of 1000 features.
+    pub inputs: Vec<Vec<f32>>,
+    /// One prediction per row.
+    pub outputs: Vec<f32>,
+}
+
+/// Loads `reference.json`.
+pub fn seed_reference() -> Reference {
+    let raw = std::fs::read(seed_dir().join("reference.json")).expect("reference.json");
+    let doc: serde_json::Value = serde_json::from_slice(&raw).expect("reference json");
+    let as_f32 = |v: &serde_json::Value| v.as_f64().expect("number") as f32;
+    Reference {
+        inputs: doc["inputs"]
+            .as_array()
+            .expect("inputs")
+            .iter()
+            .map(|row| row.as_array().expect("row").iter().map(as_f32).collect())
+            .collect(),
+        outputs: doc["outputs"]
+            .as_array()
+            .expect("outputs")
+            .iter()
+            .map(as_f32)
+            .collect(),
+    }
+}
+
+/// Asserts every prediction is within `tol` of PyTorch's.
+pub fn assert_matches_reference(predictions: &[f32], tol: f32) {
+    let reference = seed_reference();
+    assert_eq!(
+        predictions.len(),
+        reference.outputs.len(),
+        "one prediction per row"
+    );
+    for (i, (got, want)) in predictions.iter().zip(&reference.outputs).enumerate() {
+        assert!(
+            (got - want).abs() <= tol,
+            "row {i}: got {got}, PyTorch {want} (diff {})",
+            (got - want).abs()
+        );
+    }
+}
+
+/// The seed safetensors with tensors renamed (e.g. `layer1` → `0`, as `nn.Sequential` saves).
+pub fn seed_safetensors_renamed(rename: &[(&str, &str)]) -> Vec<u8> {
+    let original = seed_file("model.safetensors");
+    let parsed = safetensors::SafeTensors::deserialize(&original).expect("seed safetensors");
+    let mut views = Vec::new();
+    for (name, view) in parsed.tensors() {
+        let (prefix, suffix) = name.split_once('.').expect("prefix.suffix");
+        let new_prefix = rename
+            .iter()
+            .find(|(from, _)| *from == prefix)
+            .map_or(prefix, |(_, to)| to);
+        views.push((format!("{new_prefix}.{suffix}"), view));
+    }
+    safetensors::serialize(views, None).expect("serialise")
+}
+
+/// A safetensors file from `(name, dtype, shape)`, filled with small values.
+pub fn safetensors_file(tensors: &[(&str, Dtype, Vec<usize>)]) -> Vec<u8> {
+    let buffers: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, dtype, shape)| {
+            let n: usize = shape.iter().product();
+            vec![0u8; n * dtype.bitsize() / 8]
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((name, dtype, shape), buf)| {
+            (
+                name.to_string(),
+                TensorView::new(*dtype, shape.clone(), buf).expect("view"),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).expect("serialise")
+}
+
+/// A small, valid ONNX graph `x [N,2,2] -> op -> y` for each operator in `ops`, chained.
+pub fn onnx_with_ops(ops: &[&str]) -> Vec<u8> {
+    use tract_onnx::pb::{
+        GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+        ValueInfoProto, tensor_shape_proto, type_proto,
+    };
+    let value = |name: &str| ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1, // FLOAT
+                shape: Some(TensorShapeProto {
+                    dim: ["N", "2", "2"]
+                        .iter()
+                        .map(|d| tensor_shape_proto::Dimension {
+                            value: Some(match d.parse::<i64>() {
+                                Ok(n) => tensor_shape_proto::dimension::Value::DimValue(n),
+                                Err(_) => {
+                                    tensor_shape_proto::dimension::Value::DimParam(d.to_string())
+                                }
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let nodes: Vec<NodeProto> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| NodeProto {
+            op_type: op.to_string(),
+            input: vec![if i == 0 { "x".into() } else { format!("t{i}") }],
+            output: vec![if i + 1 == ops.len() {
+                "y".into()
+            } else {
+                format!("t{}", i + 1)
+            }],
+            name: format!("node{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            name: "g".into(),
+            node: nodes,
+            input: vec![value("x")],
+            output: vec![value("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&model)
+}
