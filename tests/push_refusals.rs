@@ -26,9 +26,12 @@ async fn bench_with_one_version() -> Bench {
         store,
         registry,
     };
-    push(&bench.registry, request("seed", "model.onnx", seed_file("model.onnx")))
-        .await
-        .expect("a good push");
+    push(
+        &bench.registry,
+        request("seed", "model.onnx", seed_file("model.onnx")),
+    )
+    .await
+    .expect("a good push");
     bench
 }
 
@@ -69,14 +72,28 @@ async fn assert_refused(file_name: &str, bytes: Vec<u8>, expected: &[&str]) {
             "{file_name}: message {err:?} lacks {fragment:?}"
         );
     }
-    assert_eq!(snapshot(&bench.store).await, before, "{file_name}: registry unchanged");
+    assert_eq!(
+        snapshot(&bench.store).await,
+        before,
+        "{file_name}: registry unchanged"
+    );
 }
 
 #[tokio::test]
 async fn pytorch_pickle_is_refused_and_never_unpickled() {
-    assert_refused("model.pt", seed_file("model.pt"), &["pickle", "export safetensors or onnx"]).await;
+    assert_refused(
+        "model.pt",
+        seed_file("model.pt"),
+        &["pickle", "export safetensors or onnx"],
+    )
+    .await;
     // Renaming doesn't help: the content is recognised.
-    assert_refused("model.onnx", seed_file("model.pt"), &["pickle", "export safetensors or onnx"]).await;
+    assert_refused(
+        "model.onnx",
+        seed_file("model.pt"),
+        &["pickle", "export safetensors or onnx"],
+    )
+    .await;
     // A raw protocol-2+ pickle stream.
     let mut raw = vec![0x80, 0x04, 0x95];
     raw.extend_from_slice(&[0u8; 64]);
@@ -85,15 +102,30 @@ async fn pytorch_pickle_is_refused_and_never_unpickled() {
 
 #[tokio::test]
 async fn unsupported_onnx_operators_are_named() {
-    assert_refused("det.onnx", onnx_with_ops(&["Det", "Unique", "Relu"]), &["Det", "Unique", "re-export"]).await;
+    assert_refused(
+        "det.onnx",
+        onnx_with_ops(&["Det", "Unique", "Relu"]),
+        &["Det", "Unique", "re-export"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn truncated_files_are_refused() {
     let onnx = seed_file("model.onnx");
-    assert_refused("model.onnx", onnx[..onnx.len() / 2].to_vec(), &["truncated", "export it again"]).await;
+    assert_refused(
+        "model.onnx",
+        onnx[..onnx.len() / 2].to_vec(),
+        &["truncated", "export it again"],
+    )
+    .await;
     let st = seed_file("model.safetensors");
-    assert_refused("model.safetensors", st[..st.len() - 100].to_vec(), &["truncated"]).await;
+    assert_refused(
+        "model.safetensors",
+        st[..st.len() - 100].to_vec(),
+        &["truncated"],
+    )
+    .await;
     assert_refused("model.safetensors", st[..40].to_vec(), &["truncated"]).await;
     assert_refused("empty.onnx", Vec::new(), &["empty"]).await;
 }
@@ -103,8 +135,15 @@ async fn corrupted_files_are_refused() {
     let mut st = seed_file("model.safetensors");
     st[9..14].copy_from_slice(b"\x00\xff\x00\xff\x00");
     assert_refused("model.safetensors", st, &["corrupted"]).await;
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    assert_refused("noise.bin", noise, &["neither an onnx model nor a safetensors file"]).await;
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    assert_refused(
+        "noise.bin",
+        noise,
+        &["neither an onnx model nor a safetensors file"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -115,7 +154,12 @@ async fn safetensors_whose_shapes_do_not_chain_are_refused() {
         ("layer2.weight", Dtype::F32, vec![1, 7]),
         ("layer2.bias", Dtype::F32, vec![1]),
     ]);
-    assert_refused("bad.safetensors", file, &["don't chain", "layer1", "layer2"]).await;
+    assert_refused(
+        "bad.safetensors",
+        file,
+        &["don't chain", "layer1", "layer2"],
+    )
+    .await;
     let bad_bias = safetensors_file(&[
         ("fc.weight", Dtype::F32, vec![3, 4]),
         ("fc.bias", Dtype::F32, vec![4]),

@@ -42,14 +42,21 @@ async fn concurrent_pushes_get_distinct_versions(store: SharedStore) {
     let mut versions = BTreeSet::new();
     for task in tasks {
         let outcome = task.await.expect("task").expect("push");
-        assert!(versions.insert(outcome.manifest.version), "duplicate version");
+        assert!(
+            versions.insert(outcome.manifest.version),
+            "duplicate version"
+        );
     }
     let expected: BTreeSet<Version> = (1..=WRITERS as u64)
         .map(|v| Version::new(v).expect("positive"))
         .collect();
     assert_eq!(versions, expected, "versions 1..={WRITERS}, each once");
     assert_eq!(
-        registry.complete_versions(&model).await.expect("list").len(),
+        registry
+            .complete_versions(&model)
+            .await
+            .expect("list")
+            .len(),
         WRITERS
     );
     // Each version's manifest names the writer that created it, and its artifact verifies.
@@ -71,7 +78,14 @@ async fn concurrent_pushes_get_distinct_versions(store: SharedStore) {
         let alias = alias.clone();
         tasks.push(tokio::spawn(async move {
             registry
-                .set_alias(&model, &alias, v, "promoter", Some(format!("to {v}")), serde_json::Value::Null)
+                .set_alias(
+                    &model,
+                    &alias,
+                    v,
+                    "promoter",
+                    Some(format!("to {v}")),
+                    serde_json::Value::Null,
+                )
                 .await
         }));
     }
@@ -89,8 +103,17 @@ async fn concurrent_pushes_get_distinct_versions(store: SharedStore) {
     assert_eq!(moves.len(), WRITERS, "one audited move per promotion");
     // The moves form one chain: each starts where another ended (CAS lost no update).
     let froms: BTreeSet<Option<Version>> = moves.iter().map(|(f, _)| *f).collect();
-    assert_eq!(froms.len(), WRITERS, "no two moves started from the same state");
-    let final_version = registry.alias(&model, &alias).await.expect("alias").expect("exists").version;
+    assert_eq!(
+        froms.len(),
+        WRITERS,
+        "no two moves started from the same state"
+    );
+    let final_version = registry
+        .alias(&model, &alias)
+        .await
+        .expect("alias")
+        .expect("exists")
+        .version;
     // The alias ends where the last move in the chain went: the one target no move started from.
     let dangling: Vec<Version> = moves
         .iter()
@@ -103,7 +126,10 @@ async fn concurrent_pushes_get_distinct_versions(store: SharedStore) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_store_concurrent_pushes_and_promotions() {
     let dir = tempfile::tempdir().expect("temp dir");
-    concurrent_pushes_get_distinct_versions(Arc::new(LocalFsStore::open(dir.path()).expect("store"))).await;
+    concurrent_pushes_get_distinct_versions(Arc::new(
+        LocalFsStore::open(dir.path()).expect("store"),
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

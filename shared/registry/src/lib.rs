@@ -33,7 +33,7 @@ pub enum RegistryError {
     Invalid(#[from] CoreError),
     /// No complete version of the model exists.
     #[error(
-        "model {model:?} not found; push it first (maas push {model} FILE) or check the name with `maas models`"
+        "model \"{model}\" not found; push it first (maas push {model} FILE) or check the name with `maas models`"
     )]
     ModelNotFound {
         /// The model asked for.
@@ -41,7 +41,7 @@ pub enum RegistryError {
     },
     /// The model exists but not this version.
     #[error(
-        "model {model:?} has no version {version}; `maas versions {model}` lists the versions it has"
+        "model \"{model}\" has no version {version}; `maas versions {model}` lists the versions it has"
     )]
     VersionNotFound {
         /// The model.
@@ -51,7 +51,7 @@ pub enum RegistryError {
     },
     /// The model exists but not this alias.
     #[error(
-        "model {model:?} has no alias {alias:?}; create it with `maas promote {model} VERSION --alias {alias}`"
+        "model \"{model}\" has no alias \"{alias}\"; create it with `maas promote {model} VERSION --alias {alias}`"
     )]
     AliasNotFound {
         /// The model.

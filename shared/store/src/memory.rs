@@ -11,10 +11,13 @@ use bytes::Bytes;
 use crate::key::{validate_key, validate_prefix};
 use crate::{ETag, ObjectMeta, ObjectStore, PutCondition, StoreError, StoredObject};
 
+/// Key → (content, tag).
+type Objects = BTreeMap<String, (Bytes, ETag)>;
+
 /// An in-memory object store.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<String, (Bytes, ETag)>>,
+    objects: Mutex<Objects>,
     next_tag: AtomicU64,
 }
 
@@ -24,9 +27,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn objects(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, (Bytes, ETag)>>, StoreError> {
+    fn objects(&self) -> Result<std::sync::MutexGuard<'_, Objects>, StoreError> {
         self.objects
             .lock()
             .map_err(|_| StoreError::backend("lock", "memory store", "a writer panicked"))

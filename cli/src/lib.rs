@@ -1,0 +1,256 @@
+//! The `maas` command line: push, list, promote and predict models in any store — the embedded
+//! local default (`./maas-data`), a directory, or `s3://bucket/prefix`.
+//!
+//! `main.rs` only parses arguments and reports errors; every command is a function here that
+//! returns what to print, so tests can call them and the binary stays thin.
+
+mod input;
+mod output;
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use maas_core::{AliasName, ManifestTemplate, ModelName, Version};
+use maas_engine::{LoadedModel, PushRequest};
+use maas_registry::{Registry, VersionSelector};
+
+pub use output::Rendered;
+
+/// The store used when neither `--store` nor `MAAS_STORE` says otherwise.
+pub const DEFAULT_STORE: &str = "./maas-data";
+
+/// Serve models from a bucket: push, version, promote and predict.
+#[derive(Debug, Parser)]
+#[command(name = "maas", version, about, long_about = None)]
+pub struct Cli {
+    /// Where models live: a directory, file:///abs/path, s3://bucket[/prefix] or memory://.
+    #[arg(long, global = true, env = "MAAS_STORE", default_value = DEFAULT_STORE)]
+    pub store: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a model file (ONNX or safetensors) and store it as the model's next version.
+    Push(PushArgs),
+    /// List models.
+    Models,
+    /// List a model's versions with format, date, source and aliases.
+    Versions {
+        /// Model name.
+        model: String,
+    },
+    /// Point an alias (e.g. production) at a version, recording who and why.
+    Promote(PromoteArgs),
+    /// Predict rows from a JSON or CSV file (or stdin) with a model version.
+    Predict(PredictArgs),
+    /// Show a model's audit trail (versions written, aliases moved).
+    Audit {
+        /// Model name.
+        model: String,
+    },
+}
+
+/// `maas push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Model name: 1-64 characters of a-z, 0-9, '.', '_', '-'.
+    pub model: String,
+    /// The model file: .onnx or .safetensors.
+    pub file: PathBuf,
+    /// JSON with manifest parts: features, architecture, preprocess, postprocess, card, ...
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Also point this alias at the new version.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Why (recorded with the alias move).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `maas promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Model name.
+    pub model: String,
+    /// Version to point the alias at.
+    pub version: String,
+    /// The alias to move (e.g. production, staging).
+    #[arg(long)]
+    pub alias: String,
+    /// Why: recorded in the audit trail.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `maas predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model name.
+    pub model: String,
+    /// Use exactly this version.
+    #[arg(long, conflicts_with = "alias")]
+    pub version: Option<String>,
+    /// Use the version this alias points at (`latest` is the newest).
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Rows as JSON (a list of rows, or of objects keyed by feature) or CSV with a header; `-`
+    /// for stdin.
+    #[arg(long, short)]
+    pub input: String,
+}
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A bad name or version on the command line.
+    #[error(transparent)]
+    Invalid(#[from] maas_core::CoreError),
+    /// The store could not be opened or failed.
+    #[error(transparent)]
+    Store(#[from] maas_store::StoreError),
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] maas_registry::RegistryError),
+    /// The engine refused the model or the input.
+    #[error(transparent)]
+    Engine(#[from] maas_engine::EngineError),
+    /// A local file could not be read.
+    #[error("cannot read {path}: {message}")]
+    File {
+        /// The path.
+        path: String,
+        /// The OS's reason.
+        message: String,
+    },
+    /// Input rows that can't be used.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Who is acting: `MAAS_ACTOR`, else `USER@HOSTNAME`, else `unknown`.
+pub fn actor() -> String {
+    if let Ok(actor) = std::env::var("MAAS_ACTOR")
+        && !actor.is_empty()
+    {
+        return actor;
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Runs one command against the store the arguments name.
+pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
+    let store = maas_store::open(&cli.store).await?;
+    let registry = Registry::new(store);
+    let json = cli.json;
+    match cli.command {
+        Command::Push(args) => push(&registry, args, json).await,
+        Command::Models => output::models(&registry, json).await,
+        Command::Versions { model } => {
+            output::versions(&registry, &ModelName::new(model)?, json).await
+        }
+        Command::Promote(args) => promote(&registry, args, json).await,
+        Command::Predict(args) => predict(&registry, args).await,
+        Command::Audit { model } => output::audit(&registry, &ModelName::new(model)?, json).await,
+    }
+}
+
+async fn push(registry: &Registry, args: PushArgs, json: bool) -> Result<Rendered, CliError> {
+    let model = ModelName::new(args.model)?;
+    let alias = args.alias.map(AliasName::new).transpose()?;
+    let template = match &args.manifest {
+        Some(path) => {
+            serde_json::from_slice::<ManifestTemplate>(&read_file(path)?).map_err(|e| {
+                CliError::Input(format!(
+                    "manifest {} is not valid: {e}; see README.md for the fields you can set",
+                    path.display()
+                ))
+            })?
+        }
+        None => ManifestTemplate::default(),
+    };
+    let bytes = read_file(&args.file)?;
+    let outcome = maas_engine::push(
+        registry,
+        PushRequest {
+            model,
+            file_name: args.file.display().to_string(),
+            bytes: Bytes::from(bytes),
+            template,
+            actor: actor(),
+            alias,
+            reason: args.reason,
+        },
+    )
+    .await?;
+    Ok(output::pushed(&outcome, json))
+}
+
+async fn promote(registry: &Registry, args: PromoteArgs, json: bool) -> Result<Rendered, CliError> {
+    let model = ModelName::new(args.model)?;
+    let version: Version = args.version.parse()?;
+    let alias = AliasName::new(args.alias)?;
+    let who = actor();
+    let reason = args
+        .reason
+        .unwrap_or_else(|| format!("promoted by {who} with `maas promote`"));
+    let moved = registry
+        .set_alias(
+            &model,
+            &alias,
+            version,
+            &who,
+            Some(reason),
+            serde_json::Value::Null,
+        )
+        .await?;
+    Ok(output::promoted(&model, &alias, &moved, json))
+}
+
+async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, CliError> {
+    let model = ModelName::new(args.model)?;
+    let selector = match (args.version, args.alias) {
+        (Some(v), _) => VersionSelector::Version(v.parse()?),
+        (None, Some(a)) => VersionSelector::Alias(a),
+        (None, None) => VersionSelector::Default,
+    };
+    let raw = if args.input == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| {
+            CliError::File {
+                path: "stdin".into(),
+                message: e.to_string(),
+            }
+        })?;
+        buf
+    } else {
+        read_file(std::path::Path::new(&args.input))?
+    };
+    let loaded = LoadedModel::load(registry, &model, &selector).await?;
+    let (values, rows) = input::rows_for(&loaded, &args.input, &raw)?;
+    let predictions = loaded.predict_rows(values, rows)?;
+    Ok(output::predictions(&loaded, &predictions))
+}

@@ -1,0 +1,248 @@
+//! What each command prints: human-readable text, or JSON with `--json`.
+
+use maas_core::{AliasName, ModelName, Postprocess};
+use maas_engine::{LoadedModel, PushOutcome};
+use maas_registry::{AliasMove, Registry};
+use serde_json::json;
+
+use crate::CliError;
+
+/// A command's result, ready to print on stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered(pub String);
+
+fn render(json: bool, value: serde_json::Value, text: String) -> Rendered {
+    if json {
+        Rendered(serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()))
+    } else {
+        Rendered(text)
+    }
+}
+
+pub(crate) fn pushed(outcome: &PushOutcome, json: bool) -> Rendered {
+    let m = &outcome.manifest;
+    let primary = &m.artifacts[m.format.artifact_name()];
+    let inputs: Vec<String> = m
+        .inputs
+        .iter()
+        .map(|t| format!("{} {} {}", t.name, t.datatype, t.shape_string()))
+        .collect();
+    let mut text = format!(
+        "pushed {} version {} ({}, {} bytes, sha256 {})\n  inputs: {}",
+        m.name,
+        m.version,
+        m.format,
+        primary.size,
+        &primary.sha256[..12],
+        inputs.join(", ")
+    );
+    if let Some(moved) = &outcome.alias {
+        text.push_str(&format!("\n  alias now points at version {}", moved.to));
+    }
+    render(
+        json,
+        json!({
+            "model": m.name,
+            "version": m.version,
+            "format": m.format,
+            "sha256": primary.sha256,
+            "size": primary.size,
+            "inputs": m.inputs,
+            "outputs": m.outputs,
+            "architecture": m.architecture,
+            "alias_moved": outcome.alias.as_ref().map(|a| json!({"from": a.from, "to": a.to})),
+        }),
+        text,
+    )
+}
+
+pub(crate) async fn models(registry: &Registry, json: bool) -> Result<Rendered, CliError> {
+    let mut rows = Vec::new();
+    for name in registry.models().await? {
+        let latest = registry.latest(&name).await?;
+        let aliases = registry.aliases(&name).await?;
+        rows.push((name, latest, aliases));
+    }
+    let text = if rows.is_empty() {
+        "no models yet; push one with `maas push MODEL FILE`".to_string()
+    } else {
+        let mut t = format!("{:<32} {:>7}  aliases", "MODEL", "LATEST");
+        for (name, latest, aliases) in &rows {
+            let a: Vec<String> = aliases
+                .iter()
+                .map(|(n, r)| format!("{n}={}", r.version))
+                .collect();
+            t.push_str(&format!(
+                "\n{:<32} {:>7}  {}",
+                name.as_str(),
+                latest.get(),
+                a.join(" ")
+            ));
+        }
+        t
+    };
+    let value = json!(
+        rows.iter()
+            .map(|(name, latest, aliases)| json!({
+                "model": name,
+                "latest": latest,
+                "aliases": aliases.iter().map(|(n, r)| (n.to_string(), json!(r.version))).collect::<serde_json::Map<_, _>>(),
+            }))
+            .collect::<Vec<_>>()
+    );
+    Ok(render(json, value, text))
+}
+
+pub(crate) async fn versions(
+    registry: &Registry,
+    model: &ModelName,
+    json: bool,
+) -> Result<Rendered, CliError> {
+    let summaries = registry.version_summaries(model).await?;
+    let mut text = format!(
+        "{:>7}  {:<12} {:<25} {:<8} {:<24} aliases",
+        "VERSION", "FORMAT", "CREATED", "SOURCE", "BY"
+    );
+    for s in &summaries {
+        let created = s
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "\n{:>7}  {:<12} {:<25} {:<8} {:<24} {}",
+            s.version.get(),
+            s.format.platform(),
+            created,
+            s.source,
+            s.created_by,
+            s.aliases.join(" ")
+        ));
+    }
+    Ok(render(json, json!(summaries), text))
+}
+
+pub(crate) fn promoted(
+    model: &ModelName,
+    alias: &AliasName,
+    moved: &AliasMove,
+    json: bool,
+) -> Rendered {
+    let from = moved
+        .from
+        .map_or("nowhere".to_string(), |v| format!("version {v}"));
+    let text = if moved.changed {
+        format!("{model}: {alias} moved from {from} to version {}", moved.to)
+    } else {
+        format!(
+            "{model}: {alias} already points at version {}; nothing changed",
+            moved.to
+        )
+    };
+    render(
+        json,
+        json!({"model": model, "alias": alias, "from": moved.from, "to": moved.to, "changed": moved.changed}),
+        text,
+    )
+}
+
+/// One row's prediction: a number for single-output models, else the output row. Serialised
+/// from `f32` directly so values print in their shortest float32 form.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum RowPrediction {
+    One(f32),
+    Many(Vec<f32>),
+}
+
+#[derive(serde::Serialize)]
+struct PredictionsDoc<'a> {
+    model: &'a str,
+    model_version: u64,
+    predictions: Vec<RowPrediction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<Vec<String>>,
+}
+
+pub(crate) fn predictions(model: &LoadedModel, rows: &[Vec<f32>]) -> Rendered {
+    let m = model.manifest();
+    let labels = match &m.postprocess {
+        Postprocess::Softmax { labels: Some(l) } => Some((l.clone(), false)),
+        Postprocess::Sigmoid { labels: Some(l) } => Some((l.clone(), true)),
+        _ => None,
+    };
+    let predictions: Vec<RowPrediction> = rows
+        .iter()
+        .map(|row| {
+            if row.len() == 1 {
+                RowPrediction::One(row[0])
+            } else {
+                RowPrediction::Many(row.clone())
+            }
+        })
+        .collect();
+    let chosen = labels.map(|(labels, binary)| {
+        rows.iter()
+            .map(|row| {
+                let ix = if binary {
+                    usize::from(row.first().is_some_and(|p| *p >= 0.5))
+                } else {
+                    row.iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(i, _)| i)
+                };
+                labels.get(ix).cloned().unwrap_or_default()
+            })
+            .collect()
+    });
+    let doc = PredictionsDoc {
+        model: m.name.as_str(),
+        model_version: m.version.get(),
+        predictions,
+        labels: chosen,
+    };
+    Rendered(serde_json::to_string_pretty(&doc).unwrap_or_default())
+}
+
+pub(crate) async fn audit(
+    registry: &Registry,
+    model: &ModelName,
+    json: bool,
+) -> Result<Rendered, CliError> {
+    let records = registry.audit_log(model).await?;
+    if records.is_empty() {
+        return Err(CliError::Registry(
+            maas_registry::RegistryError::ModelNotFound {
+                model: model.clone(),
+            },
+        ));
+    }
+    let mut text = String::new();
+    for r in &records {
+        let at =
+            r.at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+        let what = match &r.action {
+            maas_core::AuditAction::VersionCreated {
+                version, source, ..
+            } => {
+                format!("version {version} created ({source})")
+            }
+            maas_core::AuditAction::AliasMoved { alias, from, to } => format!(
+                "{alias}: {} -> {to}",
+                from.map_or("none".to_string(), |v| v.to_string())
+            ),
+            maas_core::AuditAction::PromotionDeclined {
+                alias, candidate, ..
+            } => format!("{alias}: declined version {candidate}"),
+        };
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("{at}  {:<20} {what}", r.actor));
+        if let Some(reason) = &r.reason {
+            text.push_str(&format!("  ({reason})"));
+        }
+    }
+    Ok(render(json, json!(records), text))
+}

@@ -1,0 +1,299 @@
+//! The `maas` binary end to end: push the seed model in both formats to the local store and to an
+//! S3 endpoint (s3s-fs on 127.0.0.1), predict PyTorch's reference inputs, and check that every
+//! error is one clear line with a non-zero exit.
+
+use std::path::Path;
+
+use maas_tests::S3Endpoint;
+use maas_tests::fixtures::{assert_matches_reference, seed_dir, seed_reference};
+use serde_json::Value;
+
+struct Run {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+async fn maas(store: &str, env: &[(&str, String)], args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("MAAS_ACTOR", "ci-tester")
+        .env_remove("MAAS_STORE")
+        .output()
+        .await
+        .expect("run maas");
+    Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn ok(store: &str, env: &[(&str, String)], args: &[&str]) -> String {
+    let run = maas(store, env, args).await;
+    assert!(run.status.success(), "maas {args:?} failed: {}", run.stderr);
+    run.stdout
+}
+
+async fn fails(store: &str, env: &[(&str, String)], args: &[&str]) -> String {
+    let run = maas(store, env, args).await;
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "maas {args:?} should fail: {}",
+        run.stdout
+    );
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line, got {:?}", run.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    run.stderr
+}
+
+fn write_reference_inputs(dir: &Path) -> (String, String) {
+    let reference = seed_reference();
+    let json_path = dir.join("rows.json");
+    std::fs::write(
+        &json_path,
+        serde_json::to_vec(&reference.inputs).expect("json"),
+    )
+    .expect("write");
+    let csv_path = dir.join("rows.csv");
+    let mut csv = (0..1000)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for row in &reference.inputs {
+        csv.push('\n');
+        csv.push_str(
+            &row.iter()
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    std::fs::write(&csv_path, csv).expect("write");
+    (
+        json_path.display().to_string(),
+        csv_path.display().to_string(),
+    )
+}
+
+fn predictions_of(stdout: &str) -> Vec<f32> {
+    let doc: Value = serde_json::from_str(stdout).expect("predict prints JSON");
+    doc["predictions"]
+        .as_array()
+        .expect("predictions")
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect()
+}
+
+/// Pushes both formats to `store` and checks predictions, listings and promotion.
+async fn push_and_predict_both_formats(store: &str, env: &[(&str, String)], work: &Path) {
+    let (json_rows, csv_rows) = write_reference_inputs(work);
+    let onnx = seed_dir().join("model.onnx").display().to_string();
+    let safetensors = seed_dir().join("model.safetensors").display().to_string();
+
+    let pushed: Value =
+        serde_json::from_str(&ok(store, env, &["--json", "push", "seed-onnx", &onnx]).await)
+            .expect("json");
+    assert_eq!(pushed["version"], 1);
+    assert_eq!(pushed["format"], "onnx");
+    assert_eq!(pushed["inputs"][0]["shape"], serde_json::json!([-1, 1000]));
+    let pushed: Value = serde_json::from_str(
+        &ok(
+            store,
+            env,
+            &[
+                "--json",
+                "push",
+                "seed-st",
+                &safetensors,
+                "--alias",
+                "production",
+            ],
+        )
+        .await,
+    )
+    .expect("json");
+    assert_eq!(pushed["format"], "safetensors");
+    assert_eq!(pushed["architecture"]["layers"][2]["name"], "layer3");
+    assert_eq!(pushed["alias_moved"]["to"], 1);
+
+    for model in ["seed-onnx", "seed-st"] {
+        assert_matches_reference(
+            &predictions_of(&ok(store, env, &["predict", model, "--input", &json_rows]).await),
+            1e-4,
+        );
+        assert_matches_reference(
+            &predictions_of(&ok(store, env, &["predict", model, "--input", &csv_rows]).await),
+            1e-4,
+        );
+    }
+
+    // A second push makes version 2; `latest` follows, production stays until promoted.
+    ok(store, env, &["push", "seed-st", &safetensors]).await;
+    let versions: Value =
+        serde_json::from_str(&ok(store, env, &["--json", "versions", "seed-st"]).await)
+            .expect("json");
+    assert_eq!(versions[0]["aliases"], serde_json::json!(["production"]));
+    assert_eq!(versions[1]["aliases"], serde_json::json!(["latest"]));
+    assert_eq!(versions[1]["source"], "pushed");
+    let default: Value =
+        serde_json::from_str(&ok(store, env, &["predict", "seed-st", "--input", &json_rows]).await)
+            .expect("json");
+    assert_eq!(
+        default["model_version"], 1,
+        "no version given: production wins over latest"
+    );
+    let latest: Value = serde_json::from_str(
+        &ok(
+            store,
+            env,
+            &[
+                "predict", "seed-st", "--alias", "latest", "--input", &json_rows,
+            ],
+        )
+        .await,
+    )
+    .expect("json");
+    assert_eq!(latest["model_version"], 2);
+    let promoted = ok(
+        store,
+        env,
+        &[
+            "promote",
+            "seed-st",
+            "2",
+            "--alias",
+            "production",
+            "--reason",
+            "passes review",
+        ],
+    )
+    .await;
+    assert!(
+        promoted.contains("from version 1 to version 2"),
+        "{promoted}"
+    );
+    let audit: Value =
+        serde_json::from_str(&ok(store, env, &["--json", "audit", "seed-st"]).await).expect("json");
+    let last = audit
+        .as_array()
+        .expect("records")
+        .last()
+        .expect("a record")
+        .clone();
+    assert_eq!(last["action"], "alias_moved");
+    assert_eq!(last["actor"], "ci-tester");
+    assert_eq!(last["reason"], "passes review");
+    assert_eq!(
+        (last["from"].clone(), last["to"].clone()),
+        (serde_json::json!(1), serde_json::json!(2))
+    );
+
+    let models: Value =
+        serde_json::from_str(&ok(store, env, &["--json", "models"]).await).expect("json");
+    let names: Vec<&str> = models
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["model"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["seed-onnx", "seed-st"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store_push_and_predict() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("maas-data").display().to_string();
+    push_and_predict_both_formats(&store, &[], work.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_store_push_and_predict() {
+    let s3 = S3Endpoint::start("maas-models").await;
+    let work = tempfile::tempdir().expect("temp dir");
+    push_and_predict_both_formats("s3://maas-models/team-a", &s3.env(), work.path()).await;
+    // The objects really are in the bucket, under the prefix.
+    let listed = s3
+        .client()
+        .list_objects_v2()
+        .bucket("maas-models")
+        .prefix("team-a/models/seed-st/versions/1/")
+        .send()
+        .await
+        .expect("list");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(
+        keys.contains(&"team-a/models/seed-st/versions/1/manifest.json"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"team-a/models/seed-st/versions/1/model.safetensors"),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_clear_line_and_change_nothing() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("maas-data").display().to_string();
+    let onnx = seed_dir().join("model.onnx").display().to_string();
+    let pickle = seed_dir().join("model.pt").display().to_string();
+    ok(&store, &[], &["push", "seed", &onnx]).await;
+    let before = ok(&store, &[], &["--json", "versions", "seed"]).await;
+
+    let err = fails(&store, &[], &["push", "seed", &pickle]).await;
+    assert!(err.contains("Export safetensors or ONNX"), "{err}");
+    for bad in ["../x", "Seed", ""] {
+        let err = fails(&store, &[], &["push", bad, &onnx]).await;
+        assert!(err.contains("invalid model name"), "{err}");
+    }
+    assert_eq!(
+        ok(&store, &[], &["--json", "versions", "seed"]).await,
+        before,
+        "refused pushes wrote nothing"
+    );
+
+    let err = fails(&store, &[], &["predict", "nope", "--input", &onnx]).await;
+    assert!(err.contains("\"nope\" not found"), "{err}");
+    let err = fails(
+        &store,
+        &[],
+        &["predict", "seed", "--version", "9", "--input", &onnx],
+    )
+    .await;
+    assert!(err.contains("no version 9"), "{err}");
+    let rows = work.path().join("short.json");
+    std::fs::write(&rows, "[[1, 2, 3]]").expect("write");
+    let err = fails(
+        &store,
+        &[],
+        &["predict", "seed", "--input", &rows.display().to_string()],
+    )
+    .await;
+    assert!(err.contains("takes 1000"), "{err}");
+    std::fs::write(&rows, "[[1, 2, ").expect("write");
+    let err = fails(
+        &store,
+        &[],
+        &["predict", "seed", "--input", &rows.display().to_string()],
+    )
+    .await;
+    assert!(err.contains("not valid JSON"), "{err}");
+    let err = fails(
+        &store,
+        &[],
+        &["promote", "seed", "3", "--alias", "production"],
+    )
+    .await;
+    assert!(err.contains("no version 3"), "{err}");
+    let err = fails(&store, &[], &["promote", "seed", "1", "--alias", "latest"]).await;
+    assert!(err.contains("implicit"), "{err}");
+    let err = fails("s3://UPPER", &[], &["models"]).await;
+    assert!(err.contains("bucket name"), "{err}");
+}
