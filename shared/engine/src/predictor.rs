@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use maas_core::ModelName;
 use maas_core::{Manifest, ModelFormat, Postprocess, Preprocess, TensorSpec};
+use maas_core::{ModelName, Version};
 use maas_registry::{Registry, VersionSelector};
 use tracing::{info, instrument};
 
@@ -77,21 +77,39 @@ impl LoadedModel {
         })
     }
 
-    /// Resolves `selector`, fetches the version (checking its SHA-256) and builds its engine.
-    #[instrument(skip_all, fields(model = %model))]
+    /// Resolves `selector`, then loads that version (see [`LoadedModel::load_version`]).
     pub async fn load(
         registry: &Registry,
         model: &ModelName,
         selector: &VersionSelector,
     ) -> Result<Self, EngineError> {
+        let version = match selector {
+            VersionSelector::Version(v) => *v,
+            other => registry.resolve(model, other).await?,
+        };
+        Self::load_version(registry, model, version).await
+    }
+
+    /// Fetches one version's manifest and primary artifact (checking its SHA-256) and builds its
+    /// engine on a blocking thread.
+    #[instrument(skip_all, fields(model = %model, version = %version))]
+    pub async fn load_version(
+        registry: &Registry,
+        model: &ModelName,
+        version: Version,
+    ) -> Result<Self, EngineError> {
         let started = Instant::now();
-        let version = registry.resolve(model, selector).await?;
         let manifest = registry.manifest(model, version).await?;
         let artifact = registry
             .artifact(&manifest, manifest.format.artifact_name())
             .await?;
         let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut loaded = LoadedModel::from_artifact(manifest, &artifact)?;
+        let mut loaded =
+            tokio::task::spawn_blocking(move || LoadedModel::from_artifact(manifest, &artifact))
+                .await
+                .map_err(|e| EngineError::Inference {
+                    message: format!("model build did not finish: {e}"),
+                })??;
         loaded.timings.fetch_ms = fetch_ms;
         info!(
             model = %model,
