@@ -330,11 +330,12 @@ async fn run_infer(
     let result: Result<Response, InferenceError> = async {
         let model = model_name(raw_model)?;
         let body = read_body(state, &headers, body).await?;
+        // The model first: asking an unknown model anything is a 404, whatever the body.
+        let loaded = load(state, &model, &selector).await?;
         let header_length = headers
             .get(HEADER_CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok());
         let request = decode_infer_request(header_length, &body)?;
-        let loaded = load(state, &model, &selector).await?;
         let version = loaded.manifest().version;
         facts.version = Some(version.get());
         facts.rows = request.inputs.first().map_or(0, Tensor::rows);
