@@ -56,6 +56,19 @@ pub enum Command {
         /// Model name.
         model: String,
     },
+    /// Serve the Open Inference Protocol (and V1 :predict) on localhost until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+/// `maas serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Models to load before accepting requests: model, model@alias or model:version.
+    #[arg(long, value_delimiter = ',')]
+    pub preload: Vec<String>,
 }
 
 /// `maas push`.
@@ -134,6 +147,17 @@ pub enum CliError {
     /// Input rows that can't be used.
     #[error("{0}")]
     Input(String),
+    /// The inference server failed to start or run.
+    #[error(transparent)]
+    Serve(#[from] maas_inference::InferenceError),
+    /// The listening socket failed.
+    #[error("cannot listen on {addr}: {message}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS's reason.
+        message: String,
+    },
 }
 
 /// Who is acting: `MAAS_ACTOR`, else `USER@HOSTNAME`, else `unknown`.
@@ -175,7 +199,45 @@ pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
         Command::Promote(args) => promote(&registry, args, json).await,
         Command::Predict(args) => predict(&registry, args).await,
         Command::Audit { model } => output::audit(&registry, &ModelName::new(model)?, json).await,
+        Command::Serve(args) => serve(&cli.store, args).await,
     }
+}
+
+/// Runs the same router as the Lambda function on `args.addr`, over the store the CLI names.
+async fn serve(store: &str, args: ServeArgs) -> Result<Rendered, CliError> {
+    let mut config = maas_inference::InferenceConfig::from_lookup(|k| std::env::var(k).ok())?;
+    config.store = store.to_string();
+    config.preload = args
+        .preload
+        .iter()
+        .map(|spec| maas_inference::PreloadSpec::parse(spec))
+        .collect::<Result<_, _>>()?;
+    let state = maas_inference::build_state(&config).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| CliError::Listen {
+            addr: args.addr,
+            message: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| CliError::Listen {
+        addr: args.addr,
+        message: e.to_string(),
+    })?;
+    tracing::info!(%addr, store = %config.store, "serving the Open Inference Protocol");
+    eprintln!(
+        "maas serving {} on http://{addr} (Ctrl-C to stop)",
+        config.store
+    );
+    axum::serve(listener, maas_inference::app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| CliError::Listen {
+            addr,
+            message: e.to_string(),
+        })?;
+    Ok(Rendered("stopped".into()))
 }
 
 async fn push(registry: &Registry, args: PushArgs, json: bool) -> Result<Rendered, CliError> {
