@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use maas_core::{Activation, Architecture, ManifestTemplate, ModelFormat};
 use maas_engine::{LoadedModel, Tensor, TensorData, inspect};
 use maas_tests::fixtures::{
-    assert_matches_reference, seed_file, seed_reference, seed_safetensors_renamed,
+    assert_matches_reference, onnx_graph, seed_file, seed_reference, seed_safetensors_renamed,
 };
 
 const TOLERANCE: f32 = 1e-4;
@@ -135,4 +135,32 @@ fn wrong_shapes_and_non_finite_inputs_are_refused_with_the_expected_shape() {
     // Integer and double inputs are converted to the model's FP32.
     let ints = Tensor::new("input", vec![1, 1000], TensorData::I64(vec![0; 1000])).expect("tensor");
     assert!(model.predict(vec![ints]).is_ok());
+}
+
+#[test]
+fn onnx_exported_with_a_fixed_batch_serves_any_batch_size() {
+    // torch.onnx.export without dynamic_axes pins the batch to the example's size (here 1).
+    let model = load("fixed.onnx", &onnx_graph(&["Relu"], &["1", "3"]));
+    assert_eq!(
+        model.inputs()[0].shape,
+        vec![-1, 3],
+        "the batch became symbolic"
+    );
+    let out = model
+        .predict_rows(
+            vec![
+                -1.0, 2.0, -3.0, 4.0, -5.0, 6.0, 0.5, -0.5, 7.0, 1.0, 1.0, -1.0,
+            ],
+            4,
+        )
+        .expect("four rows through a batch-1 export");
+    assert_eq!(
+        out,
+        vec![
+            vec![0.0, 2.0, 0.0],
+            vec![4.0, 0.0, 6.0],
+            vec![0.5, 0.0, 7.0],
+            vec![1.0, 1.0, 0.0]
+        ]
+    );
 }

@@ -102,6 +102,11 @@ pub fn safetensors_file(tensors: &[(&str, Dtype, Vec<usize>)]) -> Vec<u8> {
 
 /// A small, valid ONNX graph `x [N,2,2] -> op -> y` for each operator in `ops`, chained.
 pub fn onnx_with_ops(ops: &[&str]) -> Vec<u8> {
+    onnx_graph(ops, &["N", "2", "2"])
+}
+
+/// Like [`onnx_with_ops`], with the input and output dimensions given (numbers or symbols).
+pub fn onnx_graph(ops: &[&str], dims: &[&str]) -> Vec<u8> {
     use tract_onnx::pb::{
         GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
         ValueInfoProto, tensor_shape_proto, type_proto,
@@ -112,7 +117,7 @@ pub fn onnx_with_ops(ops: &[&str]) -> Vec<u8> {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: 1, // FLOAT
                 shape: Some(TensorShapeProto {
-                    dim: ["N", "2", "2"]
+                    dim: dims
                         .iter()
                         .map(|d| tensor_shape_proto::Dimension {
                             value: Some(match d.parse::<i64>() {

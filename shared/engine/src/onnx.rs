@@ -131,8 +131,16 @@ impl OnnxPredictor {
             return Err(EngineError::UnsupportedOperators { ops: unsupported });
         }
 
-        let model = onnx.model_for_proto_model(&proto).map_err(load_error)?;
-        let typed = model.into_optimized().map_err(load_error)?;
+        // A fixed leading dimension (an export without dynamic axes) becomes the symbol N, so
+        // one plan serves every batch size; if the graph really depends on that size, the model
+        // is served as exported.
+        let typed = match Self::with_symbolic_batch(&proto).and_then(|m| m.into_optimized()) {
+            Ok(typed) => typed,
+            Err(_) => onnx
+                .model_for_proto_model(&proto)
+                .and_then(|m| m.into_optimized())
+                .map_err(load_error)?,
+        };
         let mut inputs = Vec::new();
         for (ix, outlet) in typed
             .input_outlets()
@@ -162,6 +170,25 @@ impl OnnxPredictor {
             inputs,
             outputs,
         })
+    }
+}
+
+impl OnnxPredictor {
+    fn with_symbolic_batch(proto: &pb::ModelProto) -> TractResult<InferenceModel> {
+        // Declared output shapes would pin the batch size again; let tract infer them.
+        let mut model = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .model_for_proto_model(proto)?;
+        let batch = model.sym("N");
+        for ix in 0..model.inputs.len() {
+            let mut fact = model.input_fact(ix)?.clone();
+            let fixed = matches!(fact.shape.dim(0), Some(tract_onnx::tract_hir::infer::GenericFactoid::Only(d)) if d.to_i64().is_ok());
+            if fixed {
+                fact.shape.set_dim(0, TDim::from(batch.clone()));
+                model.set_input_fact(ix, fact)?;
+            }
+        }
+        Ok(model)
     }
 }
 

@@ -109,9 +109,9 @@ async fn log_request(State(state): State<Arc<AppState>>, request: Request, next:
         .cloned()
         .unwrap_or_default();
     if status >= 500 {
-        warn!(%method, %path, status, latency_ms, model = %facts.model, version = ?facts.version, rows = facts.rows, "request failed");
+        warn!(%method, %path, status, latency_ms, model = %facts.model, version = facts.version, rows = facts.rows, "request failed");
     } else {
-        info!(%method, %path, status, latency_ms, model = %facts.model, version = ?facts.version, rows = facts.rows, "request");
+        info!(%method, %path, status, latency_ms, model = %facts.model, version = facts.version, rows = facts.rows, "request");
     }
     if !facts.model.is_empty() {
         let class = format!("{}xx", status / 100);

@@ -569,3 +569,44 @@ async fn concurrent_requests_share_one_load_and_the_cache_evicts_by_bytes() {
         "the least recently used model was evicted"
     );
 }
+
+#[tokio::test]
+async fn non_finite_inputs_pass_when_the_manifest_allows_them() {
+    let svc = service().await;
+    push(
+        &svc.registry,
+        PushRequest {
+            model: ModelName::new("lenient").expect("name"),
+            file_name: "model.onnx".into(),
+            bytes: Bytes::from(fixture("model.onnx")),
+            template: ManifestTemplate {
+                allow_non_finite: Some(true),
+                ..ManifestTemplate::default()
+            },
+            actor: "test".into(),
+            alias: None,
+            reason: None,
+        },
+    )
+    .await
+    .expect("push");
+    let header = json!({"inputs": [{"name": "input", "shape": [1, 1000], "datatype": "FP32", "parameters": {"binary_data_size": 4000}}]}).to_string();
+    let mut body = header.clone().into_bytes();
+    for i in 0..1000 {
+        body.extend_from_slice(&(if i == 5 { f32::INFINITY } else { 0.0 }).to_le_bytes());
+    }
+    let request = |uri: &str| {
+        Request::post(uri)
+            .header("Inference-Header-Content-Length", header.len())
+            .body(Body::from(body.clone()))
+            .expect("request")
+    };
+    assert_eq!(
+        call(&svc, request("/v2/models/lenient/infer")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&svc, request("/v2/models/seed/infer")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
