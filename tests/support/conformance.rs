@@ -19,6 +19,113 @@ pub async fn run_single_writer_suite(store: &dyn ObjectStore) {
     listing_is_prefix_filtered_and_sorted(store).await;
     delete_is_idempotent(store).await;
     hostile_keys_are_refused(store).await;
+    ranges_read_parts_of_objects(store).await;
+    uploads_appear_whole_on_completion(store).await;
+}
+
+async fn ranges_read_parts_of_objects(store: &dyn ObjectStore) {
+    let content: Vec<u8> = (0..100u8).collect();
+    store
+        .put(
+            "range/obj",
+            Bytes::from(content.clone()),
+            PutCondition::None,
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        &store.get_range("range/obj", 10, 20).await.expect("middle")[..],
+        &content[10..20]
+    );
+    assert_eq!(
+        &store.get_range("range/obj", 90, 200).await.expect("tail")[..],
+        &content[90..]
+    );
+    assert!(
+        store
+            .get_range("range/obj", 150, 200)
+            .await
+            .expect("past the end")
+            .is_empty()
+    );
+    assert!(
+        store
+            .get_range("range/obj", 5, 5)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert!(
+        store
+            .get_range("range/none", 0, 10)
+            .await
+            .expect_err("missing")
+            .is_not_found()
+    );
+}
+
+async fn uploads_appear_whole_on_completion(store: &dyn ObjectStore) {
+    // Small: fewer bytes than one part.
+    let mut writer = store.start_upload("up/small.csv").await.expect("start");
+    for chunk in ["a,b\n", "1,2\n", "3,4\n"] {
+        writer.write(body(chunk)).await.expect("write");
+    }
+    assert!(
+        store
+            .head("up/small.csv")
+            .await
+            .expect_err("invisible until complete")
+            .is_not_found()
+    );
+    writer.complete().await.expect("complete");
+    assert_eq!(
+        &store.get("up/small.csv").await.expect("get").body[..],
+        b"a,b\n1,2\n3,4\n"
+    );
+
+    // Large: several multipart parts, written in uneven chunks.
+    let total = maas_store::MULTIPART_PART_SIZE * 2 + 12_345;
+    let expected: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let mut writer = store.start_upload("up/large.bin").await.expect("start");
+    for chunk in expected.chunks(3_000_001) {
+        writer
+            .write(Bytes::copy_from_slice(chunk))
+            .await
+            .expect("write");
+    }
+    writer.complete().await.expect("complete");
+    let got = store.get("up/large.bin").await.expect("get");
+    assert_eq!(got.body.len(), total);
+    assert!(got.body[..] == expected[..], "multipart content intact");
+    let head = store.head("up/large.bin").await.expect("head");
+    assert_eq!(head.size, total as u64);
+
+    // Overwrite by upload; and an aborted upload leaves nothing behind.
+    let mut writer = store.start_upload("up/small.csv").await.expect("start");
+    writer.write(body("new")).await.expect("write");
+    writer.complete().await.expect("complete");
+    assert_eq!(
+        &store.get("up/small.csv").await.expect("get").body[..],
+        b"new"
+    );
+    let mut writer = store.start_upload("up/aborted").await.expect("start");
+    writer.write(body("partial")).await.expect("write");
+    writer.abort().await.expect("abort");
+    assert!(
+        store
+            .head("up/aborted")
+            .await
+            .expect_err("aborted")
+            .is_not_found()
+    );
+    let keys: Vec<String> = store
+        .list("up/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["up/large.bin", "up/small.csv"]);
 }
 
 async fn missing_objects_are_not_found(store: &dyn ObjectStore) {

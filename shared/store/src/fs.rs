@@ -21,7 +21,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::key::{validate_key, validate_prefix};
-use crate::{ETag, ObjectMeta, ObjectStore, PutCondition, StoreError, StoredObject};
+use crate::{ETag, ObjectMeta, ObjectStore, ObjectWriter, PutCondition, StoreError, StoredObject};
 
 const TMP_DIR: &str = ".maas-tmp";
 const LOCK_DIR: &str = ".maas-locks";
@@ -340,7 +340,114 @@ impl ObjectStore for LocalFsStore {
         .await
     }
 
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+        let path = self.path_of(key)?;
+        let owned = key.to_string();
+        self.blocking("get", key, move |_| {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut file = std::fs::File::open(&path).map_err(|e| io_error("get", &owned, e))?;
+            let len = meta_of(&path, &owned)?.len();
+            let start = start.min(len);
+            let end = end.min(len).max(start);
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| io_error("get", &owned, e))?;
+            let mut body = vec![0u8; (end - start) as usize];
+            file.read_exact(&mut body)
+                .map_err(|e| io_error("get", &owned, e))?;
+            Ok(Bytes::from(body))
+        })
+        .await
+    }
+
+    async fn start_upload(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        let dest = self.path_of(key)?;
+        let tmp = self
+            .root
+            .join(TMP_DIR)
+            .join(format!("{}.upload", uuid::Uuid::new_v4().simple()));
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| StoreError::backend("upload", key, e))?;
+        Ok(Box::new(FsWriter {
+            key: key.to_string(),
+            dest,
+            tmp,
+            file: Some(file),
+        }))
+    }
+
     fn location(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+}
+
+/// An upload to a [`LocalFsStore`]: a temp file, fsynced and renamed into place on completion.
+struct FsWriter {
+    key: String,
+    dest: PathBuf,
+    tmp: PathBuf,
+    file: Option<tokio::fs::File>,
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        // Abandoned (neither completed nor aborted): leave no temp file behind.
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for FsWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let file = self.file.as_mut().ok_or_else(|| {
+            StoreError::backend("upload", &self.key, "the upload is already finished")
+        })?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| StoreError::backend("upload", &self.key, e))
+    }
+
+    async fn complete(mut self: Box<Self>) -> Result<ETag, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let Some(mut file) = self.file.take() else {
+            return Err(StoreError::backend(
+                "upload",
+                &self.key,
+                "the upload is already finished",
+            ));
+        };
+        let key = self.key.clone();
+        let finish = async {
+            file.flush().await?;
+            file.sync_all().await?;
+            drop(file);
+            if let Some(parent) = self.dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::rename(&self.tmp, &self.dest).await
+        };
+        if let Err(e) = finish.await {
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+            return Err(StoreError::backend("upload", &key, e));
+        }
+        let dest = self.dest.clone();
+        tokio::task::spawn_blocking(move || {
+            let meta = meta_of(&dest, &key)?;
+            etag_of(&dest, &meta, &key)
+        })
+        .await
+        .map_err(|e| StoreError::backend("upload", &self.key, e))?
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.file.take();
+        match tokio::fs::remove_file(&self.tmp).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::backend("upload", &self.key, e)),
+        }
     }
 }

@@ -159,9 +159,31 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Removes an object; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Reads bytes `start..end` of an object (clamped to its size), so large objects can be
+    /// streamed in chunks with bounded memory.
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError>;
+
+    /// Starts writing an object in pieces (S3 multipart upload). Nothing is visible under `key`
+    /// until [`ObjectWriter::complete`]; an aborted or abandoned writer leaves no object.
+    async fn start_upload(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError>;
+
     /// Where the store lives, for messages (`s3://bucket/prefix`, `file:///data`).
     fn location(&self) -> String;
 }
+
+/// An object being written in pieces; see [`ObjectStore::start_upload`].
+#[async_trait]
+pub trait ObjectWriter: Send {
+    /// Appends bytes.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError>;
+    /// Makes the object visible, whole, under its key (overwriting any previous one).
+    async fn complete(self: Box<Self>) -> Result<ETag, StoreError>;
+    /// Discards everything written.
+    async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Smallest part S3 accepts in a multipart upload (except the last); writers buffer to this.
+pub const MULTIPART_PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// A shareable store handle.
 pub type SharedStore = Arc<dyn ObjectStore>;

@@ -9,16 +9,47 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::key::{validate_key, validate_prefix};
-use crate::{ETag, ObjectMeta, ObjectStore, PutCondition, StoreError, StoredObject};
+use crate::{ETag, ObjectMeta, ObjectStore, ObjectWriter, PutCondition, StoreError, StoredObject};
 
 /// Key → (content, tag).
 type Objects = BTreeMap<String, (Bytes, ETag)>;
 
 /// An in-memory object store.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
+    inner: std::sync::Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
     objects: Mutex<Objects>,
     next_tag: AtomicU64,
+}
+
+/// An upload to a [`MemoryStore`]: buffered, inserted whole on completion.
+struct MemoryWriter {
+    store: MemoryStore,
+    key: String,
+    buffer: Vec<u8>,
+}
+
+#[async_trait]
+impl ObjectWriter for MemoryWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        self.buffer.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn complete(self: Box<Self>) -> Result<ETag, StoreError> {
+        let MemoryWriter { store, key, buffer } = *self;
+        store
+            .put(&key, Bytes::from(buffer), PutCondition::None)
+            .await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl MemoryStore {
@@ -28,7 +59,8 @@ impl MemoryStore {
     }
 
     fn objects(&self) -> Result<std::sync::MutexGuard<'_, Objects>, StoreError> {
-        self.objects
+        self.inner
+            .objects
             .lock()
             .map_err(|_| StoreError::backend("lock", "memory store", "a writer panicked"))
     }
@@ -81,7 +113,7 @@ impl ObjectStore for MemoryStore {
         }
         let tag = ETag(format!(
             "m{}",
-            self.next_tag.fetch_add(1, Ordering::Relaxed)
+            self.inner.next_tag.fetch_add(1, Ordering::Relaxed)
         ));
         objects.insert(key.to_string(), (body, tag.clone()));
         Ok(tag)
@@ -105,6 +137,22 @@ impl ObjectStore for MemoryStore {
         validate_key(key)?;
         self.objects()?.remove(key);
         Ok(())
+    }
+
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+        let body = self.get(key).await?.body;
+        let len = body.len() as u64;
+        let (start, end) = (start.min(len), end.min(len).max(start.min(len)));
+        Ok(body.slice(start as usize..end as usize))
+    }
+
+    async fn start_upload(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        validate_key(key)?;
+        Ok(Box::new(MemoryWriter {
+            store: self.clone(),
+            key: key.to_string(),
+            buffer: Vec::new(),
+        }))
     }
 
     fn location(&self) -> String {

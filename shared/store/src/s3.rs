@@ -12,7 +12,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use crate::key::{validate_key, validate_prefix};
-use crate::{ETag, ObjectMeta, ObjectStore, PutCondition, StoreError, StoredObject};
+use crate::{
+    ETag, MULTIPART_PART_SIZE, ObjectMeta, ObjectStore, ObjectWriter, PutCondition, StoreError,
+    StoredObject,
+};
 
 /// How to reach a bucket.
 #[derive(Debug, Clone, Default)]
@@ -243,11 +246,169 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+        validate_key(key)?;
+        if end <= start {
+            // An empty range: still say whether the object exists.
+            self.head(key).await?;
+            return Ok(Bytes::new());
+        }
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(resp) => resp,
+            // 416: the range starts past the end of the object — nothing to read there.
+            Err(e) if e.raw_response().map(HttpStatus::status_code) == Some(416) => {
+                return Ok(Bytes::new());
+            }
+            Err(e) => return Err(classify("get", key, e)),
+        };
+        Ok(resp
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::backend("get", key, e))?
+            .into_bytes())
+    }
+
+    async fn start_upload(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        validate_key(key)?;
+        Ok(Box::new(S3Writer {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            full_key: self.full_key(key),
+            key: key.to_string(),
+            upload_id: None,
+            buffer: Vec::new(),
+            parts: Vec::new(),
+        }))
+    }
+
     fn location(&self) -> String {
         if self.prefix.is_empty() {
             format!("s3://{}", self.bucket)
         } else {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
+    }
+}
+
+/// A multipart upload that starts only once a full part is buffered: objects smaller than one
+/// part go up as a single `PutObject`. An abandoned upload stays invisible (S3 keeps its parts
+/// until aborted or until a lifecycle rule clears incomplete uploads).
+struct S3Writer {
+    client: Client,
+    bucket: String,
+    full_key: String,
+    key: String,
+    upload_id: Option<String>,
+    buffer: Vec<u8>,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+}
+
+impl S3Writer {
+    async fn flush_part(&mut self) -> Result<(), StoreError> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.full_key)
+                    .send()
+                    .await
+                    .map_err(|e| classify("upload", &self.key, e))?;
+                let id = created.upload_id().unwrap_or_default().to_string();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let part_number = self.parts.len() as i32 + 1;
+        let body = Bytes::from(std::mem::take(&mut self.buffer));
+        let uploaded = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.full_key)
+            .upload_id(&upload_id)
+            .part_number(part_number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify("upload", &self.key, e))?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(uploaded.e_tag().map(str::to_string))
+                .build(),
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for S3Writer {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        self.buffer.extend_from_slice(&chunk);
+        if self.buffer.len() >= MULTIPART_PART_SIZE {
+            self.flush_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(mut self: Box<Self>) -> Result<ETag, StoreError> {
+        let Some(upload_id) = self.upload_id.clone() else {
+            let body = Bytes::from(std::mem::take(&mut self.buffer));
+            let resp = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.full_key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| classify("put", &self.key, e))?;
+            return Ok(ETag(resp.e_tag().unwrap_or_default().to_string()));
+        };
+        if !self.buffer.is_empty() {
+            self.flush_part().await?;
+        }
+        let parts = std::mem::take(&mut self.parts);
+        let done = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.full_key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("upload", &self.key, e))?;
+        Ok(ETag(done.e_tag().unwrap_or_default().to_string()))
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        if let Some(upload_id) = &self.upload_id {
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.full_key)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|e| classify("upload", &self.key, e))?;
+        }
+        Ok(())
     }
 }
