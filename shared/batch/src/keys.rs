@@ -1,0 +1,144 @@
+//! The batch key convention:
+//!
+//! ```text
+//! batch/input/{model}/{path}              scored with the default version (production, else latest)
+//! batch/input/{model}@{alias}/{path}      scored with the version the alias points at
+//! batch/input/{model}:{version}/{path}    scored with exactly that version
+//! batch/output/{model}/{path}             the rows with predictions, same format
+//! batch/output/{model}/{path}.errors.jsonl  one line per rejected row
+//! batch/output/{model}/{path}.report.json   counts, model version, timings (written last)
+//! ```
+//!
+//! Output never lands under `batch/input/`, so the scoring function can't trigger itself.
+
+use maas_core::{ModelName, Version};
+use maas_registry::VersionSelector;
+
+use crate::BatchError;
+
+/// The prefix that triggers scoring.
+pub const INPUT_PREFIX: &str = "batch/input/";
+/// Where results go.
+pub const OUTPUT_PREFIX: &str = "batch/output/";
+
+/// Row formats batch scoring reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON object (or array) per line.
+    JsonLines,
+}
+
+/// What an input key asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchTarget {
+    /// The input object's key.
+    pub input_key: String,
+    /// The model to score with.
+    pub model: ModelName,
+    /// Which version.
+    pub selector: VersionSelector,
+    /// The input's format, from its extension.
+    pub format: RowFormat,
+    /// Key of the scored rows.
+    pub output_key: String,
+    /// Key of the rejected rows.
+    pub errors_key: String,
+    /// Key of the report (the commit point: written last).
+    pub report_key: String,
+}
+
+impl BatchTarget {
+    /// Parses `batch/input/{model}[@alias|:version]/{path}`.
+    pub fn parse(key: &str) -> Result<Self, BatchError> {
+        let invalid = |why: &str| BatchError::InvalidKey {
+            key: key.to_string(),
+            why: why.to_string(),
+        };
+        let rest = key
+            .strip_prefix(INPUT_PREFIX)
+            .ok_or_else(|| invalid("it is not under batch/input/"))?;
+        let (model_part, path) = rest.split_once('/').ok_or_else(|| {
+            invalid("it has no file below the model folder (batch/input/{model}/{file})")
+        })?;
+        if path.is_empty() || path.ends_with('/') {
+            return Err(invalid("it names a folder, not a file"));
+        }
+        let (name, selector) = if let Some((name, alias)) = model_part.split_once('@') {
+            (name, VersionSelector::Alias(alias.to_string()))
+        } else if let Some((name, version)) = model_part.split_once(':') {
+            let v: Version = version
+                .parse()
+                .map_err(|e: maas_core::CoreError| invalid(&e.to_string()))?;
+            (name, VersionSelector::Version(v))
+        } else {
+            (model_part, VersionSelector::Default)
+        };
+        let model = ModelName::new(name).map_err(|e| invalid(&e.to_string()))?;
+        let lower = path.to_ascii_lowercase();
+        let format = if lower.ends_with(".csv") {
+            RowFormat::Csv
+        } else if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+            RowFormat::JsonLines
+        } else {
+            return Err(invalid(
+                "only .csv (with a header) and .jsonl files are scored",
+            ));
+        };
+        maas_store::validate_key(key).map_err(|e| invalid(&e.to_string()))?;
+        let output_key = format!("{OUTPUT_PREFIX}{model}/{path}");
+        Ok(Self {
+            input_key: key.to_string(),
+            errors_key: format!("{output_key}.errors.jsonl"),
+            report_key: format!("{output_key}.report.json"),
+            output_key,
+            model,
+            selector,
+            format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_selector_forms() {
+        let t = BatchTarget::parse("batch/input/seed/2026/day 1.csv").expect("default");
+        assert_eq!(t.model.as_str(), "seed");
+        assert_eq!(t.selector, VersionSelector::Default);
+        assert_eq!(t.format, RowFormat::Csv);
+        assert_eq!(t.output_key, "batch/output/seed/2026/day 1.csv");
+        assert_eq!(
+            t.errors_key,
+            "batch/output/seed/2026/day 1.csv.errors.jsonl"
+        );
+        assert_eq!(t.report_key, "batch/output/seed/2026/day 1.csv.report.json");
+        let t = BatchTarget::parse("batch/input/seed@staging/x.jsonl").expect("alias");
+        assert_eq!(t.selector, VersionSelector::Alias("staging".into()));
+        assert_eq!(t.format, RowFormat::JsonLines);
+        assert_eq!(t.output_key, "batch/output/seed/x.jsonl");
+        let t = BatchTarget::parse("batch/input/seed:3/x.csv").expect("version");
+        assert_eq!(
+            t.selector,
+            VersionSelector::Version(Version::new(3).expect("3"))
+        );
+    }
+
+    #[test]
+    fn refuses_keys_it_cannot_score() {
+        for key in [
+            "batch/output/seed/x.csv",
+            "batch/input/seed.csv",
+            "batch/input/seed/",
+            "batch/input/Seed/x.csv",
+            "batch/input/seed/x.parquet",
+            "batch/input/seed:0/x.csv",
+            "batch/input/seed/../x.csv",
+        ] {
+            assert!(BatchTarget::parse(key).is_err(), "{key}");
+        }
+    }
+}
