@@ -6,6 +6,7 @@
 
 mod input;
 mod output;
+mod score;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,26 @@ pub enum Command {
     },
     /// Serve the Open Inference Protocol (and V1 :predict) on localhost until Ctrl-C.
     Serve(ServeArgs),
+    /// Score a local CSV (with a header) or JSON-lines file: OUTPUT gets the rows with
+    /// predictions, OUTPUT.errors.jsonl the rejected rows, OUTPUT.report.json the counts.
+    Score(ScoreArgs),
+}
+
+/// `maas score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Model name.
+    pub model: String,
+    /// Input file (.csv with a header, or .jsonl).
+    pub input: PathBuf,
+    /// Output file (same format as the input).
+    pub output: PathBuf,
+    /// Use exactly this version.
+    #[arg(long, conflicts_with = "alias")]
+    pub version: Option<String>,
+    /// Use the version this alias points at.
+    #[arg(long)]
+    pub alias: Option<String>,
 }
 
 /// `maas serve`.
@@ -200,6 +221,11 @@ pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
         Command::Predict(args) => predict(&registry, args).await,
         Command::Audit { model } => output::audit(&registry, &ModelName::new(model)?, json).await,
         Command::Serve(args) => serve(&cli.store, args).await,
+        Command::Score(args) => {
+            let model = ModelName::new(args.model)?;
+            let selector = selector(args.version, args.alias)?;
+            score::score_files(&registry, &model, &selector, args.input, args.output, json).await
+        }
     }
 }
 
@@ -292,13 +318,17 @@ async fn promote(registry: &Registry, args: PromoteArgs, json: bool) -> Result<R
     Ok(output::promoted(&model, &alias, &moved, json))
 }
 
-async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, CliError> {
-    let model = ModelName::new(args.model)?;
-    let selector = match (args.version, args.alias) {
+fn selector(version: Option<String>, alias: Option<String>) -> Result<VersionSelector, CliError> {
+    Ok(match (version, alias) {
         (Some(v), _) => VersionSelector::Version(v.parse()?),
         (None, Some(a)) => VersionSelector::Alias(a),
         (None, None) => VersionSelector::Default,
-    };
+    })
+}
+
+async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, CliError> {
+    let model = ModelName::new(args.model)?;
+    let selector = selector(args.version, args.alias)?;
     let raw = if args.input == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| {

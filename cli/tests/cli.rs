@@ -297,3 +297,80 @@ async fn errors_are_one_clear_line_and_change_nothing() {
     let err = fails("s3://UPPER", &[], &["models"]).await;
     assert!(err.contains("bucket name"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn score_local_files_with_errors_and_report() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("maas-data").display().to_string();
+    let onnx = seed_dir().join("model.onnx").display().to_string();
+    ok(&store, &[], &["push", "seed", &onnx]).await;
+    let reference = seed_reference();
+    let mut csv = (0..1000)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (i, row) in reference.inputs.iter().enumerate() {
+        csv.push('\n');
+        if i == 3 {
+            csv.push_str("oops\n");
+        }
+        csv.push_str(
+            &row.iter()
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    let input = work.path().join("rows.csv");
+    std::fs::write(&input, csv).expect("write");
+    let output = work.path().join("scored.csv");
+    let report: Value = serde_json::from_str(
+        &ok(
+            &store,
+            &[],
+            &[
+                "--json",
+                "score",
+                "seed",
+                &input.display().to_string(),
+                &output.display().to_string(),
+            ],
+        )
+        .await,
+    )
+    .expect("json");
+    assert_eq!(
+        (
+            report["rows_read"].clone(),
+            report["rows_scored"].clone(),
+            report["rows_rejected"].clone()
+        ),
+        (
+            serde_json::json!(9),
+            serde_json::json!(8),
+            serde_json::json!(1)
+        )
+    );
+    let scored = std::fs::read_to_string(&output).expect("output");
+    let predictions: Vec<f32> = scored
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.rsplit(',')
+                .next()
+                .expect("last column")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    assert_matches_reference(&predictions, 1e-4);
+    let errors =
+        std::fs::read_to_string(work.path().join("scored.csv.errors.jsonl")).expect("errors");
+    let error: Value = serde_json::from_str(errors.trim()).expect("one error line");
+    assert_eq!(error["line"], 5);
+    assert!(work.path().join("scored.csv.report.json").exists());
+    assert!(
+        !work.path().join("scored.csv.partial").exists(),
+        "no partial file left"
+    );
+}
