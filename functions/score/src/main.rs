@@ -1,0 +1,34 @@
+//! The batch scoring Lambda function: opens the store named by `MAAS_STORE` and scores the
+//! objects of each S3 `ObjectCreated` event under `batch/input/`.
+
+use aws_lambda_events::event::s3::S3Event;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use maas_batch::BatchScorer;
+use maas_score_function::{ScoreFunctionError, handle_event};
+use maas_store::StoreUrl;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let url = std::env::var("MAAS_STORE").map_err(|_| {
+        ScoreFunctionError::Config("MAAS_STORE is not set; set it to s3://bucket[/prefix]".into())
+    })?;
+    let prefix = match StoreUrl::parse(&url)? {
+        StoreUrl::S3 { prefix, .. } => prefix,
+        _ => String::new(),
+    };
+    let scorer = BatchScorer::new(maas_store::open(&url).await?);
+    run(service_fn(|event: LambdaEvent<S3Event>| {
+        let scorer = scorer.clone();
+        let prefix = prefix.clone();
+        async move {
+            let summary = handle_event(&scorer, &prefix, event.payload).await?;
+            Ok::<_, Error>(serde_json::json!({
+                "scored": summary.scored,
+                "already_scored": summary.already_scored,
+                "skipped": summary.skipped,
+            }))
+        }
+    }))
+    .await
+}
