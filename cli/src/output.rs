@@ -1,6 +1,6 @@
 //! What each command prints: human-readable text, or JSON with `--json`.
 
-use maas_core::{AliasName, ModelName, Postprocess};
+use maas_core::{AliasName, ModelName};
 use maas_engine::{LoadedModel, PushOutcome};
 use maas_registry::{AliasMove, Registry};
 use serde_json::json;
@@ -165,11 +165,6 @@ struct PredictionsDoc<'a> {
 
 pub(crate) fn predictions(model: &LoadedModel, rows: &[Vec<f32>]) -> Rendered {
     let m = model.manifest();
-    let labels = match &m.postprocess {
-        Postprocess::Softmax { labels: Some(l) } => Some((l.clone(), false)),
-        Postprocess::Sigmoid { labels: Some(l) } => Some((l.clone(), true)),
-        _ => None,
-    };
     let predictions: Vec<RowPrediction> = rows
         .iter()
         .map(|row| {
@@ -180,19 +175,9 @@ pub(crate) fn predictions(model: &LoadedModel, rows: &[Vec<f32>]) -> Rendered {
             }
         })
         .collect();
-    let chosen = labels.map(|(labels, binary)| {
+    let chosen = model.has_labels().then(|| {
         rows.iter()
-            .map(|row| {
-                let ix = if binary {
-                    usize::from(row.first().is_some_and(|p| *p >= 0.5))
-                } else {
-                    row.iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map_or(0, |(i, _)| i)
-                };
-                labels.get(ix).cloned().unwrap_or_default()
-            })
+            .map(|row| model.label(row).unwrap_or_default().to_string())
             .collect()
     });
     let doc = PredictionsDoc {

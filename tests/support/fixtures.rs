@@ -167,3 +167,34 @@ pub fn onnx_graph(ops: &[&str], dims: &[&str]) -> Vec<u8> {
     };
     prost::Message::encode_to_vec(&model)
 }
+
+/// The seed reference as (rows, PyTorch outputs).
+pub fn seed_rows_and_outputs() -> (Vec<Vec<f32>>, Vec<f32>) {
+    let reference = seed_reference();
+    (reference.inputs, reference.outputs)
+}
+
+/// Pushes a seed fixture file (`model.onnx` or `model.safetensors`) as `model`, returning the
+/// new version's manifest.
+pub async fn push_seed(
+    registry: &maas_registry::Registry,
+    model: &str,
+    file: &str,
+    template: maas_core::ManifestTemplate,
+) -> maas_core::Manifest {
+    maas_engine::push(
+        registry,
+        maas_engine::PushRequest {
+            model: maas_core::ModelName::new(model).expect("valid model name"),
+            file_name: file.into(),
+            bytes: bytes::Bytes::from(seed_file(file)),
+            template,
+            actor: "test".into(),
+            alias: None,
+            reason: None,
+        },
+    )
+    .await
+    .expect("the seed fixture pushes")
+    .manifest
+}

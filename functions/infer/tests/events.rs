@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use bytes::Bytes;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body as LambdaBody, IntoResponse, Request};
-use maas_core::{ManifestTemplate, ModelName};
-use maas_engine::{PushRequest, push};
+use maas_core::ManifestTemplate;
 use maas_inference::{AppState, InferenceConfig, MetricsSink, app};
 use maas_registry::Registry;
 use maas_store::MemoryStore;
+use maas_tests::fixtures::{push_seed, seed_rows_and_outputs as reference};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -21,47 +20,9 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(root.join(path)).expect("fixture")
 }
 
-fn reference() -> (Vec<Vec<f32>>, Vec<f32>) {
-    let doc: Value =
-        serde_json::from_slice(&fixture("../../tests/fixtures/seed-mlp/reference.json"))
-            .expect("json");
-    let inputs = doc["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .expect("row")
-                .iter()
-                .map(|v| v.as_f64().expect("f") as f32)
-                .collect()
-        })
-        .collect();
-    let outputs = doc["outputs"]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .map(|v| v.as_f64().expect("f") as f32)
-        .collect();
-    (inputs, outputs)
-}
-
 async fn router() -> axum::Router {
     let registry = Registry::new(Arc::new(MemoryStore::new()));
-    push(
-        &registry,
-        PushRequest {
-            model: ModelName::new("seed").expect("name"),
-            file_name: "model.onnx".into(),
-            bytes: Bytes::from(fixture("../../tests/fixtures/seed-mlp/model.onnx")),
-            template: ManifestTemplate::default(),
-            actor: "test".into(),
-            alias: None,
-            reason: None,
-        },
-    )
-    .await
-    .expect("push");
+    push_seed(&registry, "seed", "model.onnx", ManifestTemplate::default()).await;
     let mut config = InferenceConfig::from_lookup(|_| None).expect("config");
     config.metrics = MetricsSink::Off;
     app(Arc::new(AppState::new(&config, registry)))

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use aws_lambda_events::event::s3::S3Event;
 use bytes::Bytes;
 use maas_batch::BatchScorer;
-use maas_core::{ManifestTemplate, ModelName};
-use maas_engine::{PushRequest, push};
+use maas_core::ManifestTemplate;
 use maas_registry::Registry;
 use maas_score_function::{ScoreFunctionError, handle_event};
 use maas_store::{LocalFsStore, PutCondition, SharedStore};
+use maas_tests::fixtures::push_seed;
 use serde_json::{Value, json};
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -36,20 +36,13 @@ fn event(encoded_keys: &[&str]) -> S3Event {
 async fn store_with_model() -> (tempfile::TempDir, SharedStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store: SharedStore = Arc::new(LocalFsStore::open(dir.path()).expect("store"));
-    push(
+    push_seed(
         &Registry::new(store.clone()),
-        PushRequest {
-            model: ModelName::new("seed").expect("name"),
-            file_name: "model.onnx".into(),
-            bytes: Bytes::from(fixture("../../tests/fixtures/seed-mlp/model.onnx")),
-            template: ManifestTemplate::default(),
-            actor: "test".into(),
-            alias: None,
-            reason: None,
-        },
+        "seed",
+        "model.onnx",
+        ManifestTemplate::default(),
     )
-    .await
-    .expect("push");
+    .await;
     (dir, store)
 }
 

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 
-use maas_core::Postprocess;
 use maas_engine::LoadedModel;
 use serde_json::{Value, json};
 
@@ -22,21 +21,19 @@ pub struct RowCounts {
     pub rejected: u64,
 }
 
-/// How predictions are named and labelled.
+/// How predictions are named: `prediction` or `prediction_{i}`, plus `label` when the manifest
+/// names classes.
 struct OutputShape {
     width: usize,
-    labels: Option<(Vec<String>, bool)>,
+    labelled: bool,
 }
 
 impl OutputShape {
     fn of(model: &LoadedModel) -> Self {
-        let width = model.outputs().first().map_or(1, |o| o.row_width().max(1));
-        let labels = match &model.manifest().postprocess {
-            Postprocess::Softmax { labels: Some(l) } => Some((l.clone(), false)),
-            Postprocess::Sigmoid { labels: Some(l) } => Some((l.clone(), true)),
-            _ => None,
-        };
-        Self { width, labels }
+        Self {
+            width: model.outputs().first().map_or(1, |o| o.row_width().max(1)),
+            labelled: model.has_labels(),
+        }
     }
 
     fn columns(&self) -> Vec<String> {
@@ -45,23 +42,10 @@ impl OutputShape {
         } else {
             (0..self.width).map(|i| format!("prediction_{i}")).collect()
         };
-        if self.labels.is_some() {
+        if self.labelled {
             cols.push("label".into());
         }
         cols
-    }
-
-    fn label(&self, row: &[f32]) -> Option<String> {
-        let (labels, binary) = self.labels.as_ref()?;
-        let ix = if *binary {
-            usize::from(row.first().is_some_and(|p| *p >= 0.5))
-        } else {
-            row.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
-        };
-        labels.get(ix).cloned()
     }
 }
 
@@ -212,24 +196,10 @@ pub fn score_csv(
         }
         pending.push(record.clone());
         if pending.len() == chunk_rows {
-            flush_csv(
-                model,
-                &shape,
-                &mut pending,
-                &mut values,
-                &mut writer,
-                &mut counts,
-            )?;
+            flush_csv(model, &mut pending, &mut values, &mut writer, &mut counts)?;
         }
     }
-    flush_csv(
-        model,
-        &shape,
-        &mut pending,
-        &mut values,
-        &mut writer,
-        &mut counts,
-    )?;
+    flush_csv(model, &mut pending, &mut values, &mut writer, &mut counts)?;
     writer
         .flush()
         .map_err(|e| BatchError::Output(e.to_string()))?;
@@ -241,7 +211,6 @@ pub fn score_csv(
 
 fn flush_csv<W: Write>(
     model: &LoadedModel,
-    shape: &OutputShape,
     pending: &mut Vec<csv::ByteRecord>,
     values: &mut Vec<f32>,
     writer: &mut csv::Writer<W>,
@@ -254,8 +223,8 @@ fn flush_csv<W: Write>(
     for (record, prediction) in pending.iter().zip(&predictions) {
         let mut out: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
         out.extend(prediction.iter().map(|p| p.to_string().into_bytes()));
-        if let Some(label) = shape.label(prediction) {
-            out.push(label.into_bytes());
+        if let Some(label) = model.label(prediction) {
+            out.push(label.as_bytes().to_vec());
         }
         writer
             .write_record(&out)
@@ -279,7 +248,6 @@ pub fn score_jsonl(
     let width = input_width(model)?;
     let allow_non_finite = model.manifest().allow_non_finite;
     let features = model.manifest().features.clone();
-    let shape = OutputShape::of(model);
     let mut counts = RowCounts::default();
     let mut pending: Vec<Value> = Vec::with_capacity(chunk_rows);
     let mut values: Vec<f32> = Vec::with_capacity(chunk_rows * width);
@@ -358,24 +326,10 @@ pub fn score_jsonl(
         }
         pending.push(row);
         if pending.len() == chunk_rows {
-            flush_jsonl(
-                model,
-                &shape,
-                &mut pending,
-                &mut values,
-                &mut output,
-                &mut counts,
-            )?;
+            flush_jsonl(model, &mut pending, &mut values, &mut output, &mut counts)?;
         }
     }
-    flush_jsonl(
-        model,
-        &shape,
-        &mut pending,
-        &mut values,
-        &mut output,
-        &mut counts,
-    )?;
+    flush_jsonl(model, &mut pending, &mut values, &mut output, &mut counts)?;
     output
         .flush()
         .map_err(|e| BatchError::Output(e.to_string()))?;
@@ -387,7 +341,6 @@ pub fn score_jsonl(
 
 fn flush_jsonl(
     model: &LoadedModel,
-    shape: &OutputShape,
     pending: &mut Vec<Value>,
     values: &mut Vec<f32>,
     output: &mut impl Write,
@@ -412,7 +365,7 @@ fn flush_jsonl(
             }
         };
         doc.insert("prediction".into(), value);
-        if let Some(label) = shape.label(prediction) {
+        if let Some(label) = model.label(prediction) {
             doc.insert("label".into(), json!(label));
         }
         writeln!(output, "{}", Value::Object(doc))

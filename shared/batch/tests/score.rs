@@ -6,40 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use maas_batch::{BatchScorer, ScoreOutcome};
-use maas_core::{ManifestTemplate, ModelName};
-use maas_engine::{PushRequest, push};
+use maas_core::ManifestTemplate;
 use maas_registry::Registry;
 use maas_store::{LocalFsStore, PutCondition, SharedStore};
 use serde_json::Value;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/seed-mlp");
-    std::fs::read(dir.join(name)).expect("fixture")
-}
-
-fn reference() -> (Vec<Vec<f32>>, Vec<f32>) {
-    let doc: Value = serde_json::from_slice(&fixture("reference.json")).expect("json");
-    let inputs = doc["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .expect("row")
-                .iter()
-                .map(|v| v.as_f64().expect("f") as f32)
-                .collect()
-        })
-        .collect();
-    let outputs = doc["outputs"]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .map(|v| v.as_f64().expect("f") as f32)
-        .collect();
-    (inputs, outputs)
-}
+use maas_tests::fixtures::{push_seed, seed_rows_and_outputs as reference};
 
 fn features() -> Vec<String> {
     (0..1000).map(|i| format!("f{i}")).collect()
@@ -48,23 +20,17 @@ fn features() -> Vec<String> {
 async fn store_with_seed() -> (tempfile::TempDir, SharedStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store: SharedStore = Arc::new(LocalFsStore::open(dir.path()).expect("store"));
-    push(
+    let template = ManifestTemplate {
+        features: Some(features()),
+        ..ManifestTemplate::default()
+    };
+    push_seed(
         &Registry::new(store.clone()),
-        PushRequest {
-            model: ModelName::new("seed").expect("name"),
-            file_name: "model.onnx".into(),
-            bytes: Bytes::from(fixture("model.onnx")),
-            template: ManifestTemplate {
-                features: Some(features()),
-                ..ManifestTemplate::default()
-            },
-            actor: "test".into(),
-            alias: None,
-            reason: None,
-        },
+        "seed",
+        "model.onnx",
+        template,
     )
-    .await
-    .expect("push");
+    .await;
     (dir, store)
 }
 

@@ -142,6 +142,34 @@ impl LoadedModel {
         self.artifact_bytes
     }
 
+    /// The class label of one postprocessed prediction row, when the manifest names labels:
+    /// the most probable class for softmax, `labels[p >= 0.5]` for a sigmoid.
+    pub fn label(&self, prediction: &[f32]) -> Option<&str> {
+        let (labels, binary) = match &self.manifest.postprocess {
+            Postprocess::Softmax { labels: Some(l) } => (l, false),
+            Postprocess::Sigmoid { labels: Some(l) } => (l, true),
+            _ => return None,
+        };
+        let ix = if binary {
+            usize::from(prediction.first().is_some_and(|p| *p >= 0.5))
+        } else {
+            prediction
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        };
+        labels.get(ix).map(String::as_str)
+    }
+
+    /// Whether predictions of this model carry a class label (see [`LoadedModel::label`]).
+    pub fn has_labels(&self) -> bool {
+        matches!(
+            &self.manifest.postprocess,
+            Postprocess::Softmax { labels: Some(_) } | Postprocess::Sigmoid { labels: Some(_) }
+        )
+    }
+
     /// How long fetching and building took.
     pub fn timings(&self) -> LoadTimings {
         self.timings

@@ -15,34 +15,7 @@ use maas_store::{MemoryStore, ObjectStore, PutCondition};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/seed-mlp");
-    std::fs::read(dir.join(name)).expect("fixture")
-}
-
-fn reference() -> (Vec<Vec<f32>>, Vec<f32>) {
-    let doc: Value = serde_json::from_slice(&fixture("reference.json")).expect("json");
-    let inputs = doc["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .expect("row")
-                .iter()
-                .map(|v| v.as_f64().expect("f") as f32)
-                .collect()
-        })
-        .collect();
-    let outputs = doc["outputs"]
-        .as_array()
-        .expect("outputs")
-        .iter()
-        .map(|v| v.as_f64().expect("f") as f32)
-        .collect();
-    (inputs, outputs)
-}
+use maas_tests::fixtures::{push_seed, seed_file as fixture, seed_rows_and_outputs as reference};
 
 fn assert_close(got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len());
@@ -59,22 +32,9 @@ struct Service {
 }
 
 async fn push_file(registry: &Registry, model: &str, file: &str) -> Version {
-    push(
-        registry,
-        PushRequest {
-            model: ModelName::new(model).expect("name"),
-            file_name: file.into(),
-            bytes: Bytes::from(fixture(file)),
-            template: ManifestTemplate::default(),
-            actor: "test".into(),
-            alias: None,
-            reason: None,
-        },
-    )
-    .await
-    .expect("push")
-    .manifest
-    .version
+    push_seed(registry, model, file, ManifestTemplate::default())
+        .await
+        .version
 }
 
 async fn service_with(cache: CacheConfig, max_body_bytes: usize) -> Service {
