@@ -17,6 +17,18 @@ pub const SECRET_KEY: &str = "maas-test-secret";
 /// Region clients sign for.
 pub const REGION: &str = "us-east-1";
 
+/// An SDK client for a local S3 API at `url` (path-style, static test credentials).
+fn client_for(url: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new(REGION))
+        .endpoint_url(url)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// A running s3s-fs endpoint with one bucket.
 pub struct S3Endpoint {
     /// `http://127.0.0.1:PORT`.
@@ -66,14 +78,7 @@ impl S3Endpoint {
 
     /// An SDK client for the endpoint (path-style, static test credentials).
     pub fn client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(REGION))
-            .endpoint_url(&self.url)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        client_for(&self.url)
     }
 
     /// A maas store on the bucket under `prefix`.
@@ -161,14 +166,7 @@ impl MotoServer {
 
     /// An SDK client for moto.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(REGION))
-            .endpoint_url(&self.url)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        client_for(&self.url)
     }
 
     /// A maas store on the bucket under `prefix`.

@@ -18,7 +18,6 @@ use crate::tensor::{Tensor, TensorData};
 /// What every engine implements. Inputs arrive validated, ordered and cast to the declared types.
 pub(crate) trait Predictor: Send + Sync + std::fmt::Debug {
     /// Input metadata as the engine sees it.
-    #[allow(dead_code)] // read by tests and kept for symmetry with `outputs`
     fn inputs(&self) -> &[TensorSpec];
     /// Output metadata as the engine sees it.
     fn outputs(&self) -> &[TensorSpec];
@@ -185,11 +184,6 @@ impl LoadedModel {
             postprocess(&self.manifest.postprocess, first);
         }
         // Engines may name outputs differently from the manifest's (overridden) names.
-        for (tensor, spec) in outputs.iter_mut().zip(self.predictor.outputs()) {
-            if tensor.name.is_empty() {
-                tensor.name = spec.name.clone();
-            }
-        }
         for (tensor, spec) in outputs.iter_mut().zip(&self.manifest.outputs) {
             tensor.name = spec.name.clone();
         }
