@@ -90,6 +90,24 @@ pub struct ServeArgs {
     /// Models to load before accepting requests: model, model@alias or model:version.
     #[arg(long, value_delimiter = ',')]
     pub preload: Vec<String>,
+    /// Score files that appear under the store's batch/input/, as the scoring function does on
+    /// S3 events. `auto`: only for a local or in-memory store (in AWS the function does it).
+    #[arg(long, value_enum, default_value_t = BatchWatch::Auto)]
+    pub batch_watch: BatchWatch,
+    /// Seconds between two listings of batch/input/.
+    #[arg(long, default_value_t = 2.0)]
+    pub batch_interval: f64,
+}
+
+/// When `maas serve` watches `batch/input/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchWatch {
+    /// For local and in-memory stores.
+    Auto,
+    /// For any store, S3 too.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// `maas push`.
@@ -254,15 +272,45 @@ async fn serve(store: &str, args: ServeArgs) -> Result<Rendered, CliError> {
         "maas serving {} on http://{addr} (Ctrl-C to stop)",
         config.store
     );
-    axum::serve(listener, maas_inference::app(state))
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let local = !matches!(
+        maas_store::StoreUrl::parse(&config.store)?,
+        maas_store::StoreUrl::S3 { .. }
+    );
+    let watcher = if args.batch_watch == BatchWatch::Always
+        || (args.batch_watch == BatchWatch::Auto && local)
+    {
+        let interval = std::time::Duration::from_secs_f64(args.batch_interval.clamp(0.05, 3600.0));
+        let scorer = maas_batch::BatchScorer::new(state.cache.registry().store().clone());
+        let mut stop = stop_rx.clone();
+        eprintln!(
+            "watching {}/batch/input/ every {:.1}s: files there are scored into batch/output/",
+            config.store,
+            interval.as_secs_f64()
+        );
+        Some(tokio::spawn(maas_batch::InputWatcher::new().run(
+            scorer,
+            interval,
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            },
+        )))
+    } else {
+        None
+    };
+    let served = axum::serve(listener, maas_inference::app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await
-        .map_err(|e| CliError::Listen {
-            addr,
-            message: e.to_string(),
-        })?;
+        .await;
+    let _ = stop_tx.send(true);
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
+    served.map_err(|e| CliError::Listen {
+        addr,
+        message: e.to_string(),
+    })?;
     Ok(Rendered("stopped".into()))
 }
 

@@ -374,3 +374,83 @@ async fn score_local_files_with_errors_and_report() {
         "no partial file left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_scores_files_dropped_into_the_local_batch_input_folder() {
+    // GIVEN the seed model in a local store, and `maas serve` over it
+    let work = tempfile::tempdir().expect("temp dir");
+    let data = work.path().join("maas-data");
+    let store = data.display().to_string();
+    let onnx = seed_dir().join("model.onnx").display().to_string();
+    ok(&store, &[], &["push", "seed", &onnx]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .args(["--store", &store, "serve", "--batch-interval", "0.2"])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .env_remove("MAAS_STORE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("maas serve");
+
+    // WHEN a CSV is copied into batch/input/seed/ with plain file tools
+    let reference = seed_reference();
+    let mut csv = (0..1000)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for row in &reference.inputs {
+        csv.push('\n');
+        csv.push_str(
+            &row.iter()
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    csv.push_str("\nnot,a,row");
+    let inbox = data.join("batch/input/seed/2026-11");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    std::fs::write(inbox.join("drop.csv"), csv).expect("drop the file");
+
+    // THEN the outputs appear under batch/output/seed/, report last
+    let outbox = data.join("batch/output/seed/2026-11");
+    let report_path = outbox.join("drop.csv.report.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !report_path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report after 2 minutes"
+        );
+        assert!(
+            server.try_wait().expect("server status").is_none(),
+            "maas serve exited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("json");
+    assert_eq!(report["rows_scored"], 8, "{report}");
+    assert_eq!(report["rows_rejected"], 1, "{report}");
+    let scored = std::fs::read_to_string(outbox.join("drop.csv")).expect("output");
+    let predictions: Vec<f32> = scored
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.rsplit(',')
+                .next()
+                .expect("column")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    assert_matches_reference(&predictions, 1e-4);
+    let errors = std::fs::read_to_string(outbox.join("drop.csv.errors.jsonl")).expect("errors");
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+    server.kill().await.expect("stop server");
+}

@@ -11,6 +11,7 @@
 pub mod keys;
 pub mod rows;
 pub mod stream;
+pub mod watch;
 
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ use tracing::{info, instrument};
 
 pub use keys::{BatchTarget, INPUT_PREFIX, OUTPUT_PREFIX, RowFormat};
 pub use rows::RowCounts;
+pub use watch::{InputWatcher, WatchPass};
 
 /// Rows predicted per engine call.
 pub const DEFAULT_CHUNK_ROWS: usize = 4096;
@@ -115,6 +117,11 @@ impl BatchScorer {
             store,
             chunk_rows: DEFAULT_CHUNK_ROWS,
         }
+    }
+
+    /// The store the scorer reads from and writes to.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
     }
 
     /// Rows per engine call.

@@ -256,3 +256,70 @@ async fn a_file_that_cannot_be_scored_fails_and_leaves_no_output() {
         "nothing visible"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_scores_stable_new_files_once_and_survives_bad_ones() {
+    use maas_batch::{InputWatcher, WatchPass};
+    let (_dir, store) = store_with_seed().await;
+    let scorer = BatchScorer::new(store.clone());
+    let mut watcher = InputWatcher::new();
+    let (csv, _) = csv_with_bad_rows();
+    store
+        .put(
+            "batch/input/seed/a.csv",
+            Bytes::from(csv.clone()),
+            PutCondition::None,
+        )
+        .await
+        .expect("upload");
+    store
+        .put(
+            "batch/input/ghost/b.csv",
+            Bytes::from(csv.clone()),
+            PutCondition::None,
+        )
+        .await
+        .expect("upload");
+
+    // A file is scored once it looked the same on two listings.
+    let first = watcher.pass(&scorer).await.expect("pass");
+    assert_eq!(first, WatchPass::default(), "nothing is stable yet");
+    let second = watcher.pass(&scorer).await.expect("pass");
+    assert_eq!(second.scored, ["batch/input/seed/a.csv"]);
+    assert_eq!(second.failed.len(), 1, "{second:?}");
+    assert_eq!(second.failed[0].0, "batch/input/ghost/b.csv");
+    assert!(second.failed[0].1.contains("ghost"), "{second:?}");
+    store
+        .head("batch/output/seed/a.csv.report.json")
+        .await
+        .expect("report written");
+
+    // Handled files, scored or failed, are left alone until they change.
+    let third = watcher.pass(&scorer).await.expect("pass");
+    assert_eq!(third, WatchPass::default());
+
+    // A changed file is scored again, after it settles.
+    let mut changed = csv.clone();
+    changed.push_str(&format!("99,{}\n", vec!["0.5"; 1000].join(",")));
+    store
+        .put(
+            "batch/input/seed/a.csv",
+            Bytes::from(changed),
+            PutCondition::None,
+        )
+        .await
+        .expect("upload");
+    assert_eq!(
+        watcher.pass(&scorer).await.expect("pass"),
+        WatchPass::default()
+    );
+    let rescored = watcher.pass(&scorer).await.expect("pass");
+    assert_eq!(rescored.scored, ["batch/input/seed/a.csv"]);
+
+    // A new watcher (a restarted `maas serve`) finds the outputs up to date.
+    let mut restarted = InputWatcher::new();
+    restarted.pass(&scorer).await.expect("pass");
+    let again = restarted.pass(&scorer).await.expect("pass");
+    assert_eq!(again.already_scored, ["batch/input/seed/a.csv"]);
+    assert!(again.scored.is_empty());
+}
