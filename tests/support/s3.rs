@@ -36,24 +36,31 @@ pub struct S3Endpoint {
     /// The bucket created for the test.
     pub bucket: String,
     /// The directory holding the bucket's files.
-    pub root: tempfile::TempDir,
+    pub root: PathBuf,
+    _temp: Option<tempfile::TempDir>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl S3Endpoint {
     /// Starts s3s-fs on an ephemeral port with an empty bucket named `bucket`.
     pub async fn start(bucket: &str) -> Self {
-        let root = tempfile::tempdir().expect("temp dir for s3s-fs");
-        std::fs::create_dir(root.path().join(bucket)).expect("bucket directory");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs over the temp dir");
+        let temp = tempfile::tempdir().expect("temp dir for s3s-fs");
+        let mut endpoint = Self::serve(temp.path(), bucket, "127.0.0.1:0").await;
+        endpoint._temp = Some(temp);
+        endpoint
+    }
+
+    /// Serves the files under `root` (one folder per bucket; `bucket` is created if missing) on
+    /// `addr` until dropped.
+    pub async fn serve(root: &std::path::Path, bucket: &str, addr: &str) -> Self {
+        std::fs::create_dir_all(root.join(bucket)).expect("bucket directory");
+        let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs over the directory");
         let service = {
             let mut builder = s3s::service::S3ServiceBuilder::new(fs);
             builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
             builder.build()
         };
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
+        let listener = TcpListener::bind(addr).await.expect("bind the S3 address");
         let addr = listener.local_addr().expect("local addr");
         let server = tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
@@ -71,7 +78,8 @@ impl S3Endpoint {
         Self {
             url: format!("http://{addr}"),
             bucket: bucket.to_string(),
-            root,
+            root: root.to_path_buf(),
+            _temp: None,
             server,
         }
     }

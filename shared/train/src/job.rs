@@ -1,0 +1,853 @@
+//! A training job against a store: status, checkpoints, the new version and the promotion.
+//!
+//! ```text
+//! jobs/{id}/spec.json                    the resolved spec (a re-submitted id must match it)
+//! jobs/{id}/status.json                  queued | running | paused | succeeded | failed
+//! jobs/{id}/checkpoint/state.safetensors weights, optimizer buffers, best weights + JSON metadata
+//! ```
+//!
+//! The job checkpoints after every epoch. Run again with the same id, it resumes from the
+//! checkpoint (refusing if the dataset changed since). Given a deadline (Lambda's), it stops
+//! before an epoch that would not finish in time, with status `paused`. Only a finished job
+//! writes a version, in one [`Registry::create_version`] call, so a failed or paused job leaves
+//! none behind. Before writing, the ONNX export and the safetensors weights are loaded by the
+//! serving engines (tract and candle) and must agree with each other and with the trainer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use maas_core::{
+    AliasName, AuditAction, DataType, FORMAT_VERSION, Lineage, Manifest, ModelCard, ModelFormat,
+    ModelName, Postprocess, Preprocess, TensorSpec, Version,
+};
+use maas_engine::LoadedModel;
+use maas_registry::{Registry, VersionDraft};
+use maas_store::{PutCondition, SharedStore};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::TrainError;
+use crate::data::{self, Dataset};
+use crate::network::{self, Mlp};
+use crate::spec::{Direction, JobSpec, Task, validate_job_id};
+use crate::trainer::{EpochRecord, Progress, RunOutcome, Trainer, TrainerState};
+
+/// Time kept free before a deadline for writing the checkpoint and the status.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+/// Validation rows compared between the engines before a version is written.
+const AGREEMENT_ROWS: usize = 256;
+
+/// `jobs/{id}/spec.json`.
+pub fn spec_key(job_id: &str) -> String {
+    format!("jobs/{job_id}/spec.json")
+}
+/// `jobs/{id}/status.json`.
+pub fn status_key(job_id: &str) -> String {
+    format!("jobs/{job_id}/status.json")
+}
+/// `jobs/{id}/checkpoint/state.safetensors`.
+pub fn checkpoint_key(job_id: &str) -> String {
+    format!("jobs/{job_id}/checkpoint/state.safetensors")
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Submitted, not started.
+    Queued,
+    /// Training.
+    Running,
+    /// Stopped at a checkpoint before a deadline; run it again to continue.
+    Paused,
+    /// Finished: `version` was written.
+    Succeeded,
+    /// Failed: `reason` says why. No version was written.
+    Failed,
+}
+
+/// `jobs/{id}/status.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job.
+    pub job_id: String,
+    /// The model it trains.
+    pub model: String,
+    /// Where it stands.
+    pub state: JobState,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Epochs asked for.
+    pub epochs: usize,
+    /// Highest version of the model when the job first started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_version: Option<Version>,
+    /// The version written, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the promotion policy decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionDecision>,
+    /// Per-epoch losses so far.
+    #[serde(default)]
+    pub history: Vec<EpochRecord>,
+    /// Last change.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// The promotion policy's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotionDecision {
+    /// The alias.
+    pub alias: String,
+    /// Whether it now points at the new version.
+    pub promoted: bool,
+    /// The metric compared.
+    pub metric: String,
+    /// The new version's value.
+    pub candidate: f64,
+    /// The alias's version before, and its value (absent when the alias did not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<(Version, Option<f64>)>,
+    /// In words.
+    pub reason: String,
+}
+
+/// How a job run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// The version was written (now, or by an earlier run of the same job).
+    Succeeded {
+        /// The job's final status.
+        status: JobStatus,
+        /// The new version's manifest.
+        manifest: Box<Manifest>,
+    },
+    /// Stopped at a checkpoint before the deadline; invoke again with the same id.
+    Paused(JobStatus),
+}
+
+/// Options of one run of a job.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Stop cleanly before an epoch that would not end before this instant (minus
+    /// [`DEADLINE_MARGIN`]).
+    pub deadline: Option<Instant>,
+    /// Who runs it (recorded in the manifest and the audit trail).
+    pub actor: String,
+    /// Progress reports (epochs, batches).
+    pub progress: Option<&'a mut (dyn FnMut(Progress<'_>) + Send)>,
+    /// Stop after this many epochs in this run (for tests of resumption).
+    pub max_epochs_this_run: Option<usize>,
+}
+
+/// Runs training jobs against one store.
+#[derive(Debug, Clone)]
+pub struct TrainingJob {
+    store: SharedStore,
+    registry: Registry,
+}
+
+impl TrainingJob {
+    /// Jobs over `store`.
+    pub fn new(store: SharedStore) -> Self {
+        Self {
+            registry: Registry::new(store.clone()),
+            store,
+        }
+    }
+
+    /// The job's status, if it exists.
+    pub async fn status(&self, job_id: &str) -> Result<Option<JobStatus>, TrainError> {
+        validate_job_id(job_id)?;
+        self.read_json(&status_key(job_id)).await
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, TrainError> {
+        match self.store.get(key).await {
+            Ok(obj) => serde_json::from_slice(&obj.body)
+                .map(Some)
+                .map_err(|e| TrainError::Corrupt(format!("{key}: {e}"))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_status(&self, status: &mut JobStatus) -> Result<(), TrainError> {
+        status.updated_at = OffsetDateTime::now_utc();
+        let body =
+            serde_json::to_vec_pretty(status).map_err(|e| TrainError::Corrupt(e.to_string()))?;
+        self.store
+            .put(
+                &status_key(&status.job_id),
+                Bytes::from(body),
+                PutCondition::None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Runs (or resumes) `spec`. A job id is generated when the spec has none.
+    pub async fn run(
+        &self,
+        spec: JobSpec,
+        options: RunOptions<'_>,
+    ) -> Result<JobOutcome, TrainError> {
+        let mut spec = spec.resolved()?;
+        let job_id = match &spec.job_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = generate_job_id(&spec.model);
+                spec.job_id = Some(id.clone());
+                id
+            }
+        };
+        let model = ModelName::new(&spec.model)?;
+        // A job id is bound to one spec.
+        let spec_json = serde_json::to_value(&spec).map_err(|e| TrainError::Spec(e.to_string()))?;
+        match self.read_json::<Value>(&spec_key(&job_id)).await? {
+            Some(existing) if existing != spec_json => {
+                return Err(TrainError::Spec(format!(
+                    "job {job_id} already exists with a different spec; use a new job_id (or leave it out to get one)"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let body = serde_json::to_vec_pretty(&spec_json)
+                    .map_err(|e| TrainError::Spec(e.to_string()))?;
+                match self
+                    .store
+                    .put(
+                        &spec_key(&job_id),
+                        Bytes::from(body),
+                        PutCondition::IfNoneMatch,
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(maas_store::StoreError::AlreadyExists { .. })
+                    | Err(maas_store::StoreError::PreconditionFailed { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let previous = self.status(&job_id).await?;
+        if let Some(done) = &previous
+            && done.state == JobState::Succeeded
+            && let Some(version) = done.version
+        {
+            info!(job = %job_id, %version, "job already succeeded");
+            let manifest = self.registry.manifest(&model, version).await?;
+            return Ok(JobOutcome::Succeeded {
+                status: done.clone(),
+                manifest: Box::new(manifest),
+            });
+        }
+        let parent_version = match previous.as_ref() {
+            Some(p) => p.parent_version,
+            None => self.registry.latest(&model).await.ok(),
+        };
+        let mut status = JobStatus {
+            job_id: job_id.clone(),
+            model: spec.model.clone(),
+            state: JobState::Running,
+            epoch: previous.as_ref().map_or(0, |p| p.epoch),
+            epochs: spec.training.epochs,
+            parent_version,
+            version: None,
+            reason: None,
+            promotion: None,
+            history: previous.map(|p| p.history).unwrap_or_default(),
+            updated_at: OffsetDateTime::now_utc(),
+        };
+        self.write_status(&mut status).await?;
+        match self
+            .train(&spec, &job_id, &model, &mut status, options)
+            .await
+        {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                status.state = JobState::Failed;
+                status.reason = Some(e.to_string());
+                if let Err(write) = self.write_status(&mut status).await {
+                    warn!(error = %write, "could not record the failure in status.json");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn train(
+        &self,
+        spec: &JobSpec,
+        job_id: &str,
+        model: &ModelName,
+        status: &mut JobStatus,
+        mut options: RunOptions<'_>,
+    ) -> Result<JobOutcome, TrainError> {
+        // The data.
+        let object = self.store.get(&spec.dataset.key).await.map_err(|e| {
+            if e.is_not_found() {
+                TrainError::Dataset(format!(
+                    "no dataset at {:?} in the store; upload it there or fix dataset.key",
+                    spec.dataset.key
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        let dataset_sha256 = hex::encode(Sha256::digest(&object.body));
+        let spec_for_parse = spec.clone();
+        let body = object.body.clone();
+        let mut dataset = tokio::task::spawn_blocking(move || {
+            data::parse(&body, &spec_for_parse.dataset, spec_for_parse.task)
+        })
+        .await
+        .map_err(|e| TrainError::Corrupt(format!("dataset parsing stopped: {e}")))??;
+        let (train_idx, val_idx) = data::split(
+            dataset.rows(),
+            spec.training.validation_fraction,
+            spec.training.seed,
+        );
+        let raw_sample: Vec<f32> = {
+            let sample: Vec<usize> = val_idx.iter().take(AGREEMENT_ROWS).copied().collect();
+            dataset.select(&sample).0
+        };
+        let preprocess = if spec.training.standardize {
+            let (train_x, _) = dataset.select(&train_idx);
+            let (mean, std) = data::standardization(&train_x, dataset.width());
+            data::apply_standardization(&mut dataset.x, &mean, &std);
+            Preprocess::Standardize { mean, std }
+        } else {
+            Preprocess::None
+        };
+
+        // The checkpoint, if any.
+        let resume = match self.store.get(&checkpoint_key(job_id)).await {
+            Ok(obj) => Some(decode_checkpoint(&obj.body, &dataset_sha256)?),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(state) = &resume {
+            info!(job = %job_id, epoch = state.epoch, "resuming from checkpoint");
+        }
+
+        // Train on a blocking thread; checkpoints are written from it through the runtime.
+        let handle = tokio::runtime::Handle::current();
+        let store = self.store.clone();
+        let ckpt_key = checkpoint_key(job_id);
+        let status_store = self.clone();
+        let mut status_copy = status.clone();
+        let spec_c = spec.clone();
+        let sha = dataset_sha256.clone();
+        let deadline = options.deadline;
+        let max_epochs = options.max_epochs_this_run;
+        let mut progress = options.progress.take();
+        let (outcome, mlp_metrics, status_after) = tokio::task::block_in_place(|| {
+            let mut trainer = Trainer::new(&spec_c, &dataset, train_idx, &val_idx, resume)?;
+            let mut epochs_here = 0usize;
+            let keep_going = |mean_epoch: Option<Duration>| {
+                if max_epochs.is_some_and(|m| epochs_here >= m) {
+                    return false;
+                }
+                epochs_here += 1;
+                match deadline {
+                    None => true,
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let needed =
+                            mean_epoch.map_or(Duration::ZERO, |m| m + m / 4) + DEADLINE_MARGIN;
+                        left > needed
+                    }
+                }
+            };
+            let report = |p: Progress<'_>| {
+                if let Some(cb) = progress.as_deref_mut() {
+                    cb(p);
+                }
+            };
+            let after_epoch = |state: &TrainerState| -> Result<(), TrainError> {
+                let bytes = encode_checkpoint(state, &sha)?;
+                handle.block_on(store.put(&ckpt_key, Bytes::from(bytes), PutCondition::None))?;
+                status_copy.epoch = state.epoch;
+                status_copy.history = state.history.clone();
+                handle.block_on(status_store.write_status(&mut status_copy))?;
+                Ok(())
+            };
+            let outcome = trainer.run(keep_going, report, after_epoch)?;
+            let epoch = trainer.epoch();
+            let history = trainer.state().history.clone();
+            let finished = match outcome {
+                RunOutcome::Paused => None,
+                RunOutcome::Finished => Some(trainer.finish()?),
+            };
+            Ok::<_, TrainError>((outcome, finished, (epoch, history)))
+        })?;
+        status.epoch = status_after.0;
+        status.history = status_after.1;
+        let Some((mlp, metrics)) = mlp_metrics else {
+            debug_assert_eq!(outcome, RunOutcome::Paused);
+            status.state = JobState::Paused;
+            self.write_status(status).await?;
+            info!(job = %job_id, epoch = status.epoch, "paused before the deadline; run again to resume");
+            return Ok(JobOutcome::Paused(status.clone()));
+        };
+
+        // The version.
+        let manifest = self
+            .write_version(
+                spec,
+                job_id,
+                model,
+                status,
+                &dataset,
+                &object.etag.0,
+                &dataset_sha256,
+                preprocess,
+                mlp,
+                metrics,
+                &raw_sample,
+                &options.actor,
+            )
+            .await?;
+        status.version = Some(manifest.version);
+        status.promotion = self.promote(spec, model, &manifest, &options.actor).await?;
+        status.state = JobState::Succeeded;
+        self.write_status(status).await?;
+        if let Err(e) = self.store.delete(&checkpoint_key(job_id)).await {
+            warn!(error = %e, "could not remove the finished job's checkpoint");
+        }
+        Ok(JobOutcome::Succeeded {
+            status: status.clone(),
+            manifest: Box::new(manifest),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_version(
+        &self,
+        spec: &JobSpec,
+        job_id: &str,
+        model: &ModelName,
+        status: &JobStatus,
+        dataset: &Dataset,
+        dataset_etag: &str,
+        dataset_sha256: &str,
+        preprocess: Preprocess,
+        mlp: Mlp,
+        metrics: BTreeMap<String, f64>,
+        raw_sample: &[f32],
+        actor: &str,
+    ) -> Result<Manifest, TrainError> {
+        let postprocess = match spec.task {
+            Task::Regression => Postprocess::Identity,
+            Task::Binary => Postprocess::Sigmoid {
+                labels: dataset.labels.clone(),
+            },
+            Task::Multiclass => Postprocess::Softmax {
+                labels: dataset.labels.clone(),
+            },
+        };
+        let outputs = dataset.outputs;
+        let inputs = vec![TensorSpec {
+            name: "input".into(),
+            datatype: DataType::Fp32,
+            shape: vec![-1, dataset.width() as i64],
+        }];
+        let output_specs = vec![TensorSpec {
+            name: "output".into(),
+            datatype: DataType::Fp32,
+            shape: vec![-1, outputs as i64],
+        }];
+        let onnx = mlp.to_onnx()?;
+        let weights = mlp.to_safetensors()?;
+        let mut metric_values: BTreeMap<String, Value> =
+            metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        metric_values.insert("epochs_run".into(), json!(status.history.len()));
+        metric_values.insert(
+            "train_loss_per_epoch".into(),
+            json!(
+                status
+                    .history
+                    .iter()
+                    .map(|h| h.train_loss)
+                    .collect::<Vec<_>>()
+            ),
+        );
+        metric_values.insert(
+            "val_loss_per_epoch".into(),
+            json!(
+                status
+                    .history
+                    .iter()
+                    .map(|h| h.val_loss)
+                    .collect::<Vec<_>>()
+            ),
+        );
+        metric_values.insert(
+            "samples_per_second".into(),
+            json!(median(
+                status
+                    .history
+                    .iter()
+                    .map(|h| h.samples_per_second)
+                    .collect()
+            )),
+        );
+        metric_values.insert("rows_dropped".into(), json!(dataset.dropped));
+        let spec_value = serde_json::to_value(spec).map_err(|e| TrainError::Spec(e.to_string()))?;
+        let draft = VersionDraft {
+            format: ModelFormat::Onnx,
+            created_by: actor.to_string(),
+            inputs,
+            outputs: output_specs,
+            features: Some(dataset.features.clone()),
+            architecture: Some(mlp.architecture()),
+            preprocess,
+            postprocess,
+            allow_non_finite: false,
+            card: ModelCard {
+                description: spec.description.clone().or_else(|| {
+                    Some(format!(
+                        "{:?} MLP {:?} trained by job {job_id} on {}",
+                        spec.task,
+                        mlp.widths(),
+                        spec.dataset.key
+                    ))
+                }),
+                ..ModelCard::default()
+            },
+            lineage: Lineage::Trained {
+                job_id: job_id.to_string(),
+                dataset_key: spec.dataset.key.clone(),
+                dataset_etag: dataset_etag.to_string(),
+                dataset_sha256: dataset_sha256.to_string(),
+                rows: dataset.rows() as u64,
+                spec: spec_value,
+                parent_version: status.parent_version,
+                code_version: env!("CARGO_PKG_VERSION").into(),
+            },
+            metrics: metric_values,
+        };
+        check_engines_agree(model, &draft, &onnx, &weights, &mlp, raw_sample, dataset)?;
+        let mut artifacts = BTreeMap::new();
+        artifacts.insert(
+            ModelFormat::Onnx.artifact_name().to_string(),
+            Bytes::from(onnx),
+        );
+        artifacts.insert(
+            ModelFormat::Safetensors.artifact_name().to_string(),
+            Bytes::from(weights),
+        );
+        let manifest = self
+            .registry
+            .create_version(model, draft, artifacts)
+            .await?;
+        info!(job = %job_id, version = %manifest.version, "version written");
+        Ok(manifest)
+    }
+
+    async fn promote(
+        &self,
+        spec: &JobSpec,
+        model: &ModelName,
+        manifest: &Manifest,
+        actor: &str,
+    ) -> Result<Option<PromotionDecision>, TrainError> {
+        let Some(policy) = &spec.promotion else {
+            return Ok(None);
+        };
+        let alias = AliasName::new(&policy.alias)?;
+        let metric = policy.metric.clone().unwrap_or_else(|| "val_mse".into());
+        let direction = policy.direction.unwrap_or(Direction::of_metric(&metric));
+        let candidate = manifest
+            .metrics
+            .get(&metric)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| TrainError::Spec(format!("the new version has no metric {metric:?}")))?;
+        let current_version = self.registry.alias(model, &alias).await?.map(|a| a.version);
+        let current = match current_version {
+            Some(v) => {
+                let m = self.registry.manifest(model, v).await?;
+                Some((v, m.metrics.get(&metric).and_then(Value::as_f64)))
+            }
+            None => None,
+        };
+        let margin = policy.min_improvement;
+        let (promoted, reason) = match current {
+            None => (
+                true,
+                format!("{alias} did not exist; it now points at the first candidate"),
+            ),
+            Some((v, None)) => (
+                false,
+                format!(
+                    "version {v} behind {alias} has no {metric}; promote by hand after review (maas promote)"
+                ),
+            ),
+            Some((v, Some(old))) => {
+                let better = match direction {
+                    Direction::Lower => candidate <= old - margin && candidate < old,
+                    Direction::Higher => candidate >= old + margin && candidate > old,
+                };
+                let verdict = if better { "beats" } else { "does not beat" };
+                (
+                    better,
+                    format!(
+                        "{metric} {candidate:.6} {verdict} version {v}'s {old:.6} by the required {margin} ({direction:?} is better)"
+                    ),
+                )
+            }
+        };
+        let details = json!({
+            "policy": policy,
+            "metric": metric,
+            "candidate": {"version": manifest.version, "value": candidate},
+            "current": current.map(|(v, value)| json!({"version": v, "value": value})),
+        });
+        if promoted {
+            self.registry
+                .set_alias(
+                    model,
+                    &alias,
+                    manifest.version,
+                    actor,
+                    Some(reason.clone()),
+                    details,
+                )
+                .await?;
+        } else {
+            self.registry
+                .record(
+                    model,
+                    actor,
+                    AuditAction::PromotionDeclined {
+                        alias: alias.clone(),
+                        current: current.map(|(v, _)| v),
+                        candidate: manifest.version,
+                    },
+                    Some(reason.clone()),
+                    details,
+                )
+                .await?;
+        }
+        info!(%alias, promoted, %reason, "promotion policy applied");
+        Ok(Some(PromotionDecision {
+            alias: alias.to_string(),
+            promoted,
+            metric,
+            candidate,
+            current,
+            reason,
+        }))
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `{model}-{yyyymmddThhmmss}-{4 hex}`.
+pub fn generate_job_id(model: &str) -> String {
+    let now = OffsetDateTime::now_utc();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let stem: String = model.chars().take(40).collect();
+    format!(
+        "{stem}-{:04}{:02}{:02}t{:02}{:02}{:02}-{suffix}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+/// Loads both artifacts with the serving engines and compares their predictions on validation
+/// rows with each other and with the trainer's network.
+fn check_engines_agree(
+    model: &ModelName,
+    draft: &VersionDraft,
+    onnx: &[u8],
+    weights: &[u8],
+    mlp: &Mlp,
+    raw_sample: &[f32],
+    dataset: &Dataset,
+) -> Result<(), TrainError> {
+    let width = dataset.width();
+    let rows = raw_sample.len() / width;
+    if rows == 0 {
+        return Ok(());
+    }
+    let manifest = |format: ModelFormat| Manifest {
+        manifest_version: FORMAT_VERSION,
+        name: model.clone(),
+        version: Version::FIRST,
+        format,
+        created_at: OffsetDateTime::now_utc(),
+        created_by: draft.created_by.clone(),
+        artifacts: BTreeMap::new(),
+        inputs: draft.inputs.clone(),
+        outputs: draft.outputs.clone(),
+        features: draft.features.clone(),
+        architecture: draft.architecture.clone(),
+        preprocess: draft.preprocess.clone(),
+        postprocess: draft.postprocess.clone(),
+        allow_non_finite: false,
+        card: ModelCard::default(),
+        lineage: draft.lineage.clone(),
+        metrics: BTreeMap::new(),
+    };
+    let tract = LoadedModel::from_artifact(manifest(ModelFormat::Onnx), onnx)?
+        .predict_rows(raw_sample.to_vec(), rows)?;
+    let candle = LoadedModel::from_artifact(manifest(ModelFormat::Safetensors), weights)?
+        .predict_rows(raw_sample.to_vec(), rows)?;
+    // The trainer's own outputs, with the manifest's preprocessing and postprocessing.
+    let mut x = raw_sample.to_vec();
+    if let Preprocess::Standardize { mean, std } = &draft.preprocess {
+        data::apply_standardization(&mut x, mean, std);
+    }
+    let raw = network::predict(mlp, &x, width, 4096)?;
+    let classes = dataset.outputs;
+    let trainer: Vec<Vec<f32>> = raw
+        .chunks(classes)
+        .map(|z| match &draft.postprocess {
+            Postprocess::Identity => z.to_vec(),
+            Postprocess::Sigmoid { .. } => z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
+            Postprocess::Softmax { .. } => {
+                let max = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let e: Vec<f32> = z.iter().map(|v| (v - max).exp()).collect();
+                let s: f32 = e.iter().sum();
+                e.iter().map(|v| v / s).collect()
+            }
+        })
+        .collect();
+    let mut worst = 0f32;
+    for ((a, b), c) in tract.iter().zip(&candle).zip(&trainer) {
+        for ((a, b), c) in a.iter().zip(b).zip(c) {
+            let scale = 1.0f32.max(a.abs());
+            worst = worst.max((a - b).abs() / scale).max((a - c).abs() / scale);
+        }
+    }
+    if worst > 1e-3 || tract.len() != rows || candle.len() != rows {
+        return Err(TrainError::Export(format!(
+            "the ONNX export and the safetensors weights disagree (largest relative difference {worst:e}); no version was written"
+        )));
+    }
+    info!(
+        rows,
+        max_rel_diff = worst,
+        "tract, candle and the trainer agree"
+    );
+    Ok(())
+}
+
+/// Serialises a trainer state as one safetensors file; scalars go into its metadata.
+fn encode_checkpoint(state: &TrainerState, dataset_sha256: &str) -> Result<Vec<u8>, TrainError> {
+    let mut tensors: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    let mut push = |prefix: &str, buffers: &[Vec<f32>]| {
+        for (i, b) in buffers.iter().enumerate() {
+            tensors.push((
+                format!("{prefix}.{i}"),
+                b.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                b.len(),
+            ));
+        }
+    };
+    push("weights", &state.weights);
+    push("first", &state.first);
+    push("second", &state.second);
+    if let Some((_, _, best)) = &state.best {
+        push("best", best);
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, bytes, len)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*len], bytes)
+                .map(|v| (n.clone(), v))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    let meta = json!({
+        "epoch": state.epoch,
+        "steps": state.steps,
+        "rng_word_pos": state.rng_word_pos.to_string(),
+        "best_loss": state.best.as_ref().map(|b| b.0),
+        "best_epoch": state.best.as_ref().map(|b| b.1),
+        "since_best": state.since_best,
+        "stopped_early": state.stopped_early,
+        "history": state.history,
+        "layers": state.weights.len(),
+        "dataset_sha256": dataset_sha256,
+    });
+    let mut metadata = HashMap::new();
+    metadata.insert("maas_trainer_state".to_string(), meta.to_string());
+    safetensors::serialize(views, Some(metadata)).map_err(|e| TrainError::Checkpoint(e.to_string()))
+}
+
+fn decode_checkpoint(bytes: &[u8], dataset_sha256: &str) -> Result<TrainerState, TrainError> {
+    let bad = |why: String| TrainError::Checkpoint(why);
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("unreadable checkpoint: {e}")))?;
+    let meta: Value = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("maas_trainer_state"))
+        .ok_or_else(|| bad("the checkpoint has no trainer state".into()))
+        .and_then(|s| serde_json::from_str(s).map_err(|e| bad(e.to_string())))?;
+    if meta["dataset_sha256"] != dataset_sha256 {
+        return Err(TrainError::Checkpoint(
+            "the dataset changed since the job started; start a new job (new job_id) to train on the new data".into(),
+        ));
+    }
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("unreadable checkpoint: {e}")))?;
+    let layers = meta["layers"].as_u64().unwrap_or(0) as usize;
+    let read = |prefix: &str| -> Result<Vec<Vec<f32>>, TrainError> {
+        (0..layers)
+            .map(|i| {
+                let t = tensors
+                    .tensor(&format!("{prefix}.{i}"))
+                    .map_err(|e| bad(format!("{prefix}.{i}: {e}")))?;
+                Ok(t.data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect())
+            })
+            .collect()
+    };
+    let best = match (meta["best_loss"].as_f64(), meta["best_epoch"].as_u64()) {
+        (Some(loss), Some(epoch)) => Some((loss, epoch as usize, read("best")?)),
+        _ => None,
+    };
+    Ok(TrainerState {
+        epoch: meta["epoch"].as_u64().unwrap_or(0) as usize,
+        weights: read("weights")?,
+        steps: meta["steps"].as_u64().unwrap_or(0),
+        first: read("first")?,
+        second: read("second")?,
+        rng_word_pos: meta["rng_word_pos"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("the checkpoint has no RNG position".into()))?,
+        best,
+        since_best: meta["since_best"].as_u64().unwrap_or(0) as usize,
+        stopped_early: meta["stopped_early"].as_bool().unwrap_or(false),
+        history: serde_json::from_value(meta["history"].clone()).map_err(|e| bad(e.to_string()))?,
+    })
+}

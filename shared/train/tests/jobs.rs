@@ -1,0 +1,425 @@
+//! Training jobs end to end on a real store: the seed workload, binary and multiclass tasks,
+//! resumption from a checkpoint with the same result as an uninterrupted run, the promotion
+//! policy and its audit records, deadlines, and bad specs and datasets leaving no version.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use maas_core::{AuditAction, ModelName, Postprocess};
+use maas_engine::LoadedModel;
+use maas_registry::{Registry, VersionSelector};
+use maas_store::{LocalFsStore, PutCondition, SharedStore};
+use maas_train::synthetic::{self, Target};
+use maas_train::{JobOutcome, JobSpec, JobState, RunOptions, TrainingJob};
+use serde_json::{Value, json};
+
+async fn store() -> (tempfile::TempDir, SharedStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: SharedStore = Arc::new(LocalFsStore::open(dir.path()).expect("store"));
+    (dir, store)
+}
+
+async fn upload(store: &SharedStore, key: &str, body: String) {
+    store
+        .put(key, Bytes::from(body), PutCondition::None)
+        .await
+        .expect("upload");
+}
+
+fn spec(doc: Value) -> JobSpec {
+    serde_json::from_value(doc).expect("spec")
+}
+
+fn options() -> RunOptions<'static> {
+    RunOptions {
+        actor: "test".into(),
+        ..RunOptions::default()
+    }
+}
+
+async fn succeed(job: &TrainingJob, spec: JobSpec) -> (maas_train::JobStatus, maas_core::Manifest) {
+    match job.run(spec, options()).await.expect("job runs") {
+        JobOutcome::Succeeded { status, manifest } => (status, *manifest),
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+fn metric(m: &maas_core::Manifest, name: &str) -> f64 {
+    m.metrics[name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} in {:?}", m.metrics))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_workload_trains_a_version_that_beats_the_mean_and_is_served() {
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/seed.csv",
+        synthetic::csv(Target::Regression, 1500, 1000, 1),
+    )
+    .await;
+    let job = TrainingJob::new(store.clone());
+    // The README's seed spec: MLP 1000→500→100→1, ReLU, MSE, Adam at lr 0.001.
+    let (status, manifest) = succeed(
+        &job,
+        spec(json!({
+            "job_id": "seed-1",
+            "model": "seed-trained",
+            "dataset": {"key": "datasets/seed.csv", "target": "y"},
+            "training": {"epochs": 4, "batch_size": 64}
+        })),
+    )
+    .await;
+    assert_eq!(status.state, JobState::Succeeded);
+    assert_eq!(status.history.len(), 4);
+    let (mse, baseline) = (
+        metric(&manifest, "val_mse"),
+        metric(&manifest, "val_mse_baseline"),
+    );
+    assert!(
+        mse < 0.5 * baseline,
+        "val MSE {mse} vs predicting the mean {baseline}"
+    );
+    assert!(metric(&manifest, "val_r2") > 0.5);
+    assert!(manifest.artifacts.contains_key("model.onnx"));
+    assert!(manifest.artifacts.contains_key("model.safetensors"));
+    let maas_core::Lineage::Trained {
+        dataset_key,
+        rows,
+        spec,
+        ..
+    } = &manifest.lineage
+    else {
+        panic!("trained lineage");
+    };
+    assert_eq!((dataset_key.as_str(), *rows), ("datasets/seed.csv", 1500));
+    assert_eq!(spec["architecture"]["hidden"], json!([500, 100]));
+    assert_eq!(spec["training"]["optimizer"], "adam");
+
+    // The served version (tract, from the ONNX export) and the candle engine on the safetensors
+    // weights give the same predictions.
+    let registry = Registry::new(store.clone());
+    let model = ModelName::new("seed-trained").expect("name");
+    let served = LoadedModel::load(&registry, &model, &VersionSelector::Default)
+        .await
+        .expect("loads");
+    let rows: Vec<f32> = (0..3000)
+        .map(|i| ((i * 37) % 200) as f32 / 100.0 - 1.0)
+        .collect();
+    let onnx = served
+        .predict_rows(rows.clone(), 3)
+        .expect("tract predicts");
+    let mut candle_manifest = manifest.clone();
+    candle_manifest.format = maas_core::ModelFormat::Safetensors;
+    let weights = registry
+        .artifact(&manifest, "model.safetensors")
+        .await
+        .expect("weights");
+    let candle = LoadedModel::from_artifact(candle_manifest, &weights)
+        .expect("candle loads")
+        .predict_rows(rows, 3)
+        .expect("candle predicts");
+    for (a, b) in onnx.iter().flatten().zip(candle.iter().flatten()) {
+        assert!((a - b).abs() < 1e-4, "tract {a} vs candle {b}");
+    }
+    // The job's checkpoint is gone; its status says which version it wrote.
+    assert!(
+        store
+            .head("jobs/seed-1/checkpoint/state.safetensors")
+            .await
+            .is_err()
+    );
+    let status = job.status("seed-1").await.expect("status").expect("exists");
+    assert_eq!(status.version, Some(manifest.version));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_multiclass_jobs_learn_and_serve_labels() {
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/binary.csv",
+        synthetic::csv(Target::Binary, 2000, 8, 2),
+    )
+    .await;
+    upload(
+        &store,
+        "datasets/colours.csv",
+        synthetic::csv(Target::Multiclass, 3000, 8, 3),
+    )
+    .await;
+    let job = TrainingJob::new(store.clone());
+    let (_, binary) = succeed(
+        &job,
+        spec(json!({
+            "model": "churn", "task": "binary",
+            "dataset": {"key": "datasets/binary.csv", "target": "y"},
+            "architecture": {"hidden": [32]},
+            "training": {"epochs": 15, "optimizer": "adamw", "learning_rate": 0.01, "weight_decay": 0.01, "standardize": true}
+        })),
+    )
+    .await;
+    assert!(
+        metric(&binary, "val_accuracy") > 0.9,
+        "{:?}",
+        binary.metrics
+    );
+    assert!(metric(&binary, "val_auc") > 0.95, "{:?}", binary.metrics);
+    assert_eq!(
+        binary.postprocess,
+        Postprocess::Sigmoid {
+            labels: Some(vec!["no".into(), "yes".into()])
+        }
+    );
+    assert!(matches!(
+        binary.preprocess,
+        maas_core::Preprocess::Standardize { .. }
+    ));
+
+    let (_, multi) = succeed(
+        &job,
+        spec(json!({
+            "model": "colours", "task": "multiclass",
+            "dataset": {"key": "datasets/colours.csv", "target": "y"},
+            "architecture": {"hidden": [32], "activation": "tanh"},
+            "training": {"epochs": 15, "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "batch_size": 32}
+        })),
+    )
+    .await;
+    assert!(metric(&multi, "val_accuracy") > 0.85, "{:?}", multi.metrics);
+    assert_eq!(
+        multi.postprocess,
+        Postprocess::Softmax {
+            labels: Some(vec!["blue".into(), "green".into(), "red".into()])
+        }
+    );
+    let loaded = LoadedModel::load(
+        &Registry::new(store.clone()),
+        &ModelName::new("colours").expect("name"),
+        &VersionSelector::Default,
+    )
+    .await
+    .expect("loads");
+    let probs = loaded.predict_rows(vec![0.5; 8], 1).expect("predicts");
+    assert_eq!(probs[0].len(), 3);
+    assert!((probs[0].iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    assert!(loaded.label(&probs[0]).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_mid_way_resumes_to_the_same_weights_as_an_uninterrupted_run() {
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/r.csv",
+        synthetic::csv(Target::Regression, 600, 20, 4),
+    )
+    .await;
+    let job = TrainingJob::new(store.clone());
+    let doc = |id: &str| {
+        spec(json!({
+            "job_id": id, "model": "resumed",
+            "dataset": {"key": "datasets/r.csv", "target": "y"},
+            "architecture": {"hidden": [16, 8], "dropout": 0.1},
+            "training": {"epochs": 5, "batch_size": 32, "seed": 9}
+        }))
+    };
+    let (_, straight) = succeed(&job, doc("straight")).await;
+
+    // Stopped after 2 epochs (as a deadline or a crash would), then run again with the same id.
+    let paused = job
+        .run(
+            doc("interrupted"),
+            RunOptions {
+                actor: "test".into(),
+                max_epochs_this_run: Some(2),
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .expect("runs");
+    let JobOutcome::Paused(status) = paused else {
+        panic!("paused expected");
+    };
+    assert_eq!((status.state, status.epoch), (JobState::Paused, 2));
+    store
+        .head("jobs/interrupted/checkpoint/state.safetensors")
+        .await
+        .expect("checkpoint written");
+    assert_eq!(
+        Registry::new(store.clone())
+            .complete_versions(&ModelName::new("resumed").expect("name"))
+            .await
+            .expect("versions")
+            .len(),
+        1,
+        "a paused job writes no version"
+    );
+    let (status, resumed) = succeed(&job, doc("interrupted")).await;
+    assert_eq!(status.history.len(), 5);
+    assert_eq!(
+        straight.artifacts["model.safetensors"].sha256,
+        resumed.artifacts["model.safetensors"].sha256,
+        "same spec and data give the same weights, bit for bit"
+    );
+    // Running a finished job again returns its version and trains nothing.
+    let (_, again) = succeed(&job, doc("interrupted")).await;
+    assert_eq!(again.version, resumed.version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_promotion_policy_moves_the_alias_only_for_a_better_version_and_records_both() {
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/r.csv",
+        synthetic::csv(Target::Regression, 800, 10, 5),
+    )
+    .await;
+    let job = TrainingJob::new(store.clone());
+    let doc = |epochs: usize, lr: f64| {
+        spec(json!({
+            "model": "policy",
+            "dataset": {"key": "datasets/r.csv", "target": "y"},
+            "architecture": {"hidden": [16]},
+            "training": {"epochs": epochs, "learning_rate": lr, "batch_size": 32},
+            "promotion": {"alias": "production", "min_improvement": 0.001}
+        }))
+    };
+    let (first_status, first) = succeed(&job, doc(20, 0.01)).await;
+    assert!(first_status.promotion.as_ref().expect("decision").promoted);
+    // A barely trained candidate does not beat it.
+    let (second_status, second) = succeed(&job, doc(1, 0.0001)).await;
+    let decision = second_status.promotion.expect("decision");
+    assert!(!decision.promoted, "{decision:?}");
+    let registry = Registry::new(store.clone());
+    let model = ModelName::new("policy").expect("name");
+    let alias = maas_core::AliasName::new("production").expect("alias");
+    assert_eq!(
+        registry
+            .alias(&model, &alias)
+            .await
+            .expect("alias")
+            .map(|a| a.version),
+        Some(first.version)
+    );
+    let log = registry.audit_log(&model).await.expect("audit");
+    let declined = log
+        .iter()
+        .find(|r| matches!(r.action, AuditAction::PromotionDeclined { .. }))
+        .expect("the declined promotion is recorded");
+    assert_eq!(
+        declined.details["candidate"]["version"],
+        json!(second.version)
+    );
+    assert!(declined.details["candidate"]["value"].is_f64());
+    assert!(declined.details["current"]["value"].is_f64());
+    assert!(
+        declined
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("does not beat")
+    );
+    assert!(
+        log.iter()
+            .any(|r| matches!(r.action, AuditAction::AliasMoved { .. }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_specs_and_datasets_fail_clearly_and_leave_no_version() {
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/bad.csv",
+        "a,b,y\n1,2,3\n1,,3\nx,2,3\n2,3,5\n3,4,7\n".into(),
+    )
+    .await;
+    upload(
+        &store,
+        "datasets/ok.csv",
+        synthetic::csv(Target::Regression, 50, 3, 6),
+    )
+    .await;
+    let job = TrainingJob::new(store.clone());
+    let fails = |doc: Value| {
+        let job = job.clone();
+        async move {
+            job.run(spec(doc), options())
+                .await
+                .expect_err("must fail")
+                .to_string()
+        }
+    };
+    let err = fails(json!({"job_id": "bad-data", "model": "m", "dataset": {"key": "datasets/bad.csv", "target": "y"}})).await;
+    assert!(err.contains("line 3, column \"b\": missing value"), "{err}");
+    assert!(err.contains("bad_rows"), "{err}");
+    let status = job
+        .status("bad-data")
+        .await
+        .expect("status")
+        .expect("exists");
+    assert_eq!(status.state, JobState::Failed);
+    assert!(status.reason.expect("reason").contains("missing value"));
+
+    let err =
+        fails(json!({"model": "m", "dataset": {"key": "datasets/missing.csv", "target": "y"}}))
+            .await;
+    assert!(err.contains("no dataset at"), "{err}");
+    let err =
+        fails(json!({"model": "m", "dataset": {"key": "datasets/ok.csv", "target": "price"}}))
+            .await;
+    assert!(err.contains("target column \"price\""), "{err}");
+    let err = fails(json!({"model": "m", "dataset": {"key": "datasets/ok.csv", "target": "y"}, "training": {"learning_rate": 1e6, "epochs": 3}})).await;
+    assert!(
+        err.contains("diverged") || err.contains("not finite"),
+        "{err}"
+    );
+    let err =
+        fails(json!({"model": "m", "dataset": {"key": "../etc/passwd", "target": "y"}})).await;
+    assert!(err.contains("dataset.key"), "{err}");
+    assert!(
+        Registry::new(store.clone())
+            .models()
+            .await
+            .expect("models")
+            .is_empty(),
+        "no version was written"
+    );
+    // Dropping bad rows instead trains on the rest.
+    let (_, m) = succeed(
+        &job,
+        spec(json!({"model": "m", "dataset": {"key": "datasets/bad.csv", "target": "y", "bad_rows": "drop"}, "architecture": {"hidden": [4]}, "training": {"epochs": 1, "validation_fraction": 0.5}})),
+    )
+    .await;
+    assert_eq!(m.metrics["rows_dropped"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_too_close_pauses_before_the_first_epoch() {
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/ok.csv",
+        synthetic::csv(Target::Regression, 50, 3, 7),
+    )
+    .await;
+    let job = TrainingJob::new(store.clone());
+    let outcome = job
+        .run(
+            spec(json!({"job_id": "late", "model": "m", "dataset": {"key": "datasets/ok.csv", "target": "y"}})),
+            RunOptions {
+                actor: "test".into(),
+                deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(5)),
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .expect("runs");
+    let JobOutcome::Paused(status) = outcome else {
+        panic!("paused expected");
+    };
+    assert_eq!((status.state, status.epoch), (JobState::Paused, 0));
+}
