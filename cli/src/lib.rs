@@ -7,6 +7,7 @@
 mod input;
 mod output;
 mod score;
+pub mod train;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,14 @@ pub enum Command {
     /// Score a local CSV (with a header) or JSON-lines file: OUTPUT gets the rows with
     /// predictions, OUTPUT.errors.jsonl the rejected rows, OUTPUT.report.json the counts.
     Score(ScoreArgs),
+    /// Train a new version from a job spec (JSON) with candle, on this machine; prints the
+    /// version, its metrics and the promotion decision.
+    Train(train::TrainArgs),
+    /// Time training of the seed workload (samples/s at each batch size).
+    BenchTrain(train::BenchTrainArgs),
+    /// Write a generated dataset (CSV or JSON lines) with a known structure, for trying
+    /// `maas train`.
+    GenerateDataset(train::GenerateDatasetArgs),
 }
 
 /// `maas score`.
@@ -189,6 +198,9 @@ pub enum CliError {
     /// The inference server failed to start or run.
     #[error(transparent)]
     Serve(#[from] maas_inference::InferenceError),
+    /// A training job failed (boxed: candle's errors are large).
+    #[error(transparent)]
+    Train(Box<maas_train::TrainError>),
     /// The listening socket failed.
     #[error("cannot listen on {addr}: {message}")]
     Listen {
@@ -224,8 +236,20 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
     })
 }
 
+impl From<maas_train::TrainError> for CliError {
+    fn from(e: maas_train::TrainError) -> Self {
+        Self::Train(Box::new(e))
+    }
+}
+
 /// Runs one command against the store the arguments name.
 pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
+    // Commands that never touch a store don't open (or create) one.
+    match cli.command {
+        Command::BenchTrain(args) => return train::bench(args, cli.json).await,
+        Command::GenerateDataset(args) => return train::generate_dataset(args),
+        _ => {}
+    }
     let store = maas_store::open(&cli.store).await?;
     let registry = Registry::new(store);
     let json = cli.json;
@@ -243,6 +267,10 @@ pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
             let model = ModelName::new(args.model)?;
             let selector = selector(args.version, args.alias)?;
             score::score_files(&registry, &model, &selector, args.input, args.output, json).await
+        }
+        Command::Train(args) => train::train(registry.store().clone(), args, actor(), json).await,
+        Command::BenchTrain(_) | Command::GenerateDataset(_) => {
+            unreachable!("handled before the store is opened")
         }
     }
 }

@@ -454,3 +454,233 @@ async fn serve_scores_files_dropped_into_the_local_batch_input_folder() {
     assert_eq!(errors.lines().count(), 1, "{errors}");
     server.kill().await.expect("stop server");
 }
+
+/// The repository's example specs.
+fn spec_path(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/specs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn train_the_example_specs_then_predict_and_serve_the_versions() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("maas-data").display().to_string();
+    let file = |name: &str| work.path().join(name).display().to_string();
+
+    // GIVEN generated datasets for the three example specs
+    ok(
+        &store,
+        &[],
+        &[
+            "generate-dataset",
+            "regression",
+            &file("seed.csv"),
+            "--rows",
+            "2500",
+        ],
+    )
+    .await;
+    ok(
+        &store,
+        &[],
+        &[
+            "generate-dataset",
+            "binary",
+            &file("churn.csv"),
+            "--rows",
+            "2000",
+            "--features",
+            "12",
+        ],
+    )
+    .await;
+    ok(
+        &store,
+        &[],
+        &[
+            "generate-dataset",
+            "multiclass",
+            &file("colours.jsonl"),
+            "--rows",
+            "2000",
+            "--features",
+            "6",
+        ],
+    )
+    .await;
+
+    // WHEN the seed spec (MLP 1000→500→100→1, Adam, lr 0.001) trains on it
+    let out = ok(
+        &store,
+        &[],
+        &[
+            "--json",
+            "train",
+            &spec_path("seed.json"),
+            "--dataset",
+            &file("seed.csv"),
+        ],
+    )
+    .await;
+    let result: Value = serde_json::from_str(&out).expect("json");
+    // THEN version 1 beats predicting the mean by a wide margin and becomes production
+    let (mse, baseline) = (
+        result["metrics"]["val_mse"].as_f64().expect("val_mse"),
+        result["metrics"]["val_mse_baseline"]
+            .as_f64()
+            .expect("baseline"),
+    );
+    assert!(
+        mse < baseline / 4.0,
+        "val_mse {mse} vs the mean's {baseline}"
+    );
+    assert_eq!(result["version"], 1);
+    assert_eq!(result["status"]["promotion"]["promoted"], true, "{result}");
+    let history = result["status"]["history"].as_array().expect("history");
+    assert_eq!(history.len(), 10);
+
+    // AND `maas predict` serves it: the first rows of the dataset come back near their targets
+    let csv = std::fs::read_to_string(file("seed.csv")).expect("csv");
+    let mut lines = csv.lines();
+    let header = lines.next().expect("header");
+    let features_header = header.trim_end_matches(",y");
+    let rows: Vec<(String, f64)> = lines
+        .take(50)
+        .map(|l| {
+            let (x, y) = l.rsplit_once(',').expect("row");
+            (x.to_string(), y.parse().expect("y"))
+        })
+        .collect();
+    let mut input = features_header.to_string();
+    for (x, _) in &rows {
+        input.push('\n');
+        input.push_str(x);
+    }
+    std::fs::write(file("rows.csv"), input).expect("rows");
+    let predicted = predictions_of(
+        &ok(
+            &store,
+            &[],
+            &["predict", "seed-trained", "--input", &file("rows.csv")],
+        )
+        .await,
+    );
+    let mse_here: f64 = predicted
+        .iter()
+        .zip(&rows)
+        .map(|(p, (_, y))| (f64::from(*p) - y).powi(2))
+        .sum::<f64>()
+        / rows.len() as f64;
+    assert!(
+        mse_here < baseline / 2.0,
+        "served predictions: mse {mse_here}"
+    );
+
+    // WHEN the binary and multiclass specs train
+    let churn: Value = serde_json::from_str(
+        &ok(
+            &store,
+            &[],
+            &[
+                "--json",
+                "train",
+                &spec_path("binary.json"),
+                "--dataset",
+                &file("churn.csv"),
+            ],
+        )
+        .await,
+    )
+    .expect("json");
+    assert!(
+        churn["metrics"]["val_accuracy"].as_f64().expect("accuracy") > 0.85,
+        "{churn}"
+    );
+    assert!(
+        churn["metrics"]["val_auc"].as_f64().expect("auc") > 0.9,
+        "{churn}"
+    );
+    let colours: Value = serde_json::from_str(
+        &ok(
+            &store,
+            &[],
+            &[
+                "--json",
+                "train",
+                &spec_path("multiclass.json"),
+                "--dataset",
+                &file("colours.jsonl"),
+            ],
+        )
+        .await,
+    )
+    .expect("json");
+    assert!(
+        colours["metrics"]["val_accuracy"]
+            .as_f64()
+            .expect("accuracy")
+            > 0.7,
+        "{colours}"
+    );
+
+    // THEN `maas serve` answers for them over the Open Inference Protocol, with labels
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .args(["--store", &store, "serve", "--batch-watch", "never"])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .env_remove("MAAS_STORE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("maas serve");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "maas serve did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let client = maas_tests::http::Client { addr };
+    let body = serde_json::json!({"instances": [[0.5, -0.2, 0.1, 0.9, -0.7, 0.3], [-0.5, 0.2, -0.1, -0.9, 0.7, -0.3]]});
+    let (status, _, answer) = client
+        .post(
+            "/v1/models/colours:predict",
+            body.to_string().into_bytes(),
+            &[("Content-Type", "application/json".into())],
+        )
+        .await;
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(status, 200, "{answer}");
+    let labels = answer["labels"].as_array().expect("labels");
+    assert_eq!(labels.len(), 2, "{answer}");
+    for label in labels {
+        assert!(
+            ["red", "green", "blue"].contains(&label.as_str().expect("label")),
+            "{answer}"
+        );
+    }
+    server.kill().await.expect("stop server");
+
+    // AND a bad spec is refused with one clear line, and no version is written
+    std::fs::write(
+        file("bad.json"),
+        r#"{"model": "seed-trained", "dataset": {"key": "datasets/seed.csv", "target": "y"}, "training": {"learning_rate": -1}}"#,
+    )
+    .expect("spec");
+    let err = fails(&store, &[], &["train", &file("bad.json")]).await;
+    assert!(err.contains("learning_rate"), "{err}");
+    let versions: Value =
+        serde_json::from_str(&ok(&store, &[], &["--json", "versions", "seed-trained"]).await)
+            .expect("json");
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
+}

@@ -11,17 +11,18 @@
 
 use std::io::Write;
 
+fn usage() -> ! {
+    eprintln!("usage: generate_rows OUT.csv ROWS [FEATURES=1000] [BAD_EVERY=100000]");
+    std::process::exit(2)
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = || {
-        eprintln!("usage: generate_rows OUT.csv ROWS [FEATURES=1000] [BAD_EVERY=100000]");
-        std::process::exit(2)
-    };
-    let out = args.first().cloned().unwrap_or_else(usage);
+    let out = args.first().cloned().unwrap_or_else(|| usage());
     let rows: u64 = args
         .get(1)
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(usage);
+        .unwrap_or_else(|| usage());
     let features: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let bad_every: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100_000);
 

@@ -517,6 +517,9 @@ enum V1Prediction {
 #[derive(serde::Serialize)]
 struct V1Response {
     predictions: Vec<V1Prediction>,
+    /// For classifiers whose manifest names labels: each instance's class label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<Vec<String>>,
     model_version: String,
 }
 
@@ -563,8 +566,13 @@ async fn v1_predict(
             .ok_or_else(|| InferenceError::Internal("the model produced no output".into()))?;
         let values = first.data.to_f32_vec();
         let per_row = values.len() / instances.len().max(1);
-        let predictions: Vec<V1Prediction> = values
-            .chunks(per_row.max(1))
+        let rows = values.chunks(per_row.max(1));
+        let labels = loaded.has_labels().then(|| {
+            rows.clone()
+                .map(|row| loaded.label(row).unwrap_or_default().to_string())
+                .collect()
+        });
+        let predictions: Vec<V1Prediction> = rows
             .map(|row| match row {
                 [one] => V1Prediction::One(*one),
                 many => V1Prediction::Many(many.to_vec()),
@@ -572,6 +580,7 @@ async fn v1_predict(
             .collect();
         Ok(axum::Json(V1Response {
             predictions,
+            labels,
             model_version: version.to_string(),
         })
         .into_response())

@@ -378,7 +378,7 @@ fn class_labels(raw: &[RawRow], task: Task) -> Result<Option<Vec<String>>, Train
 /// A seeded shuffle of the rows into training and validation indices.
 pub fn split(rows: usize, validation_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..rows).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_5B117);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05EE_D0F5_B117);
     order.shuffle(&mut rng);
     let val = ((rows as f64 * validation_fraction).round() as usize).clamp(1, rows - 1);
     let train = order.split_off(val);

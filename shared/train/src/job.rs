@@ -6,6 +6,12 @@
 //! jobs/{id}/checkpoint/state.safetensors weights, optimizer buffers, best weights + JSON metadata
 //! ```
 //!
+//! One process runs a job at a time: it holds a lease in `status.json`, written by
+//! compare-and-swap on the status's ETag and renewed after every epoch. A second run of the same
+//! job (a redelivered S3 event, a retried invocation) finds the lease held and returns
+//! [`JobOutcome::Busy`]; a run whose lease has expired (its process died) is taken over. A run
+//! that loses its lease stops before writing anything more, so one job never writes two versions.
+//!
 //! The job checkpoints after every epoch. Run again with the same id, it resumes from the
 //! checkpoint (refusing if the dataset changed since). Given a deadline (Lambda's), it stops
 //! before an epoch that would not finish in time, with status `paused`. Only a finished job
@@ -38,6 +44,10 @@ use crate::trainer::{EpochRecord, Progress, RunOutcome, Trainer, TrainerState};
 
 /// Time kept free before a deadline for writing the checkpoint and the status.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+/// The lease a run takes when it starts: long enough for any Lambda invocation's first epoch.
+pub const INITIAL_LEASE: Duration = Duration::from_secs(15 * 60);
+/// The shortest lease renewed after an epoch (it is otherwise three epochs long).
+pub const MIN_LEASE: Duration = Duration::from_secs(120);
 /// Validation rows compared between the engines before a version is written.
 const AGREEMENT_ROWS: usize = 256;
 
@@ -98,6 +108,14 @@ pub struct JobStatus {
     /// Per-epoch losses so far.
     #[serde(default)]
     pub history: Vec<EpochRecord>,
+    /// While running: until when the running process holds the job. After this instant, a
+    /// new run may take over.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub lease_expires_at: Option<OffsetDateTime>,
     /// Last change.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
@@ -133,6 +151,9 @@ pub enum JobOutcome {
     },
     /// Stopped at a checkpoint before the deadline; invoke again with the same id.
     Paused(JobStatus),
+    /// Another process holds the job's lease (see [`JobStatus::lease_expires_at`]); this run
+    /// did nothing.
+    Busy(JobStatus),
 }
 
 /// Options of one run of a job.
@@ -184,18 +205,18 @@ impl TrainingJob {
         }
     }
 
-    async fn write_status(&self, status: &mut JobStatus) -> Result<(), TrainError> {
-        status.updated_at = OffsetDateTime::now_utc();
-        let body =
-            serde_json::to_vec_pretty(status).map_err(|e| TrainError::Corrupt(e.to_string()))?;
-        self.store
-            .put(
-                &status_key(&status.job_id),
-                Bytes::from(body),
-                PutCondition::None,
-            )
-            .await?;
-        Ok(())
+    async fn read_status(
+        &self,
+        job_id: &str,
+    ) -> Result<Option<(JobStatus, maas_store::ETag)>, TrainError> {
+        let key = status_key(job_id);
+        match self.store.get(&key).await {
+            Ok(obj) => serde_json::from_slice(&obj.body)
+                .map(|s| Some((s, obj.etag)))
+                .map_err(|e| TrainError::Corrupt(format!("{key}: {e}"))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Runs (or resumes) `spec`. A job id is generated when the spec has none.
@@ -242,7 +263,10 @@ impl TrainingJob {
                 }
             }
         }
-        let previous = self.status(&job_id).await?;
+        let (previous, etag) = match self.read_status(&job_id).await? {
+            Some((status, etag)) => (Some(status), Some(etag)),
+            None => (None, None),
+        };
         if let Some(done) = &previous
             && done.state == JobState::Succeeded
             && let Some(version) = done.version
@@ -253,6 +277,19 @@ impl TrainingJob {
                 status: done.clone(),
                 manifest: Box::new(manifest),
             });
+        }
+        if let Some(running) = &previous
+            && running.state == JobState::Running
+        {
+            match running.lease_expires_at {
+                Some(until) if until > OffsetDateTime::now_utc() => {
+                    info!(job = %job_id, %until, "the job is running elsewhere");
+                    return Ok(JobOutcome::Busy(running.clone()));
+                }
+                _ => {
+                    warn!(job = %job_id, "taking over a job whose runner stopped renewing its lease")
+                }
+            }
         }
         let parent_version = match previous.as_ref() {
             Some(p) => p.parent_version,
@@ -268,19 +305,40 @@ impl TrainingJob {
             version: None,
             reason: None,
             promotion: None,
-            history: previous.map(|p| p.history).unwrap_or_default(),
+            history: previous
+                .as_ref()
+                .map(|p| p.history.clone())
+                .unwrap_or_default(),
+            lease_expires_at: None,
             updated_at: OffsetDateTime::now_utc(),
         };
-        self.write_status(&mut status).await?;
+        let mut writer = StatusWriter {
+            store: self.store.clone(),
+            key: status_key(&job_id),
+            etag,
+        };
+        // Claim the job; losing the race to another run is not an error.
+        match writer.write(&mut status, Some(INITIAL_LEASE)).await {
+            Ok(()) => {}
+            Err(TrainError::LeaseLost(_)) => {
+                let current = self.status(&job_id).await?.unwrap_or(status);
+                return Ok(JobOutcome::Busy(current));
+            }
+            Err(e) => return Err(e),
+        }
         match self
-            .train(&spec, &job_id, &model, &mut status, options)
+            .train(&spec, &job_id, &model, &mut status, &mut writer, options)
             .await
         {
             Ok(outcome) => Ok(outcome),
+            Err(e @ TrainError::LeaseLost(_)) => {
+                warn!(job = %job_id, error = %e, "stopped: another run took the job over");
+                Err(e)
+            }
             Err(e) => {
                 status.state = JobState::Failed;
                 status.reason = Some(e.to_string());
-                if let Err(write) = self.write_status(&mut status).await {
+                if let Err(write) = writer.write(&mut status, None).await {
                     warn!(error = %write, "could not record the failure in status.json");
                 }
                 Err(e)
@@ -294,6 +352,7 @@ impl TrainingJob {
         job_id: &str,
         model: &ModelName,
         status: &mut JobStatus,
+        writer: &mut StatusWriter,
         mut options: RunOptions<'_>,
     ) -> Result<JobOutcome, TrainError> {
         // The data.
@@ -347,7 +406,6 @@ impl TrainingJob {
         let handle = tokio::runtime::Handle::current();
         let store = self.store.clone();
         let ckpt_key = checkpoint_key(job_id);
-        let status_store = self.clone();
         let mut status_copy = status.clone();
         let spec_c = spec.clone();
         let sha = dataset_sha256.clone();
@@ -377,12 +435,16 @@ impl TrainingJob {
                     cb(p);
                 }
             };
+            let mut epoch_started = Instant::now();
             let after_epoch = |state: &TrainerState| -> Result<(), TrainError> {
-                let bytes = encode_checkpoint(state, &sha)?;
-                handle.block_on(store.put(&ckpt_key, Bytes::from(bytes), PutCondition::None))?;
+                // Renew the lease first: a run that lost the job must not touch its checkpoint.
+                let lease = (epoch_started.elapsed() * 3).max(MIN_LEASE);
                 status_copy.epoch = state.epoch;
                 status_copy.history = state.history.clone();
-                handle.block_on(status_store.write_status(&mut status_copy))?;
+                handle.block_on(writer.write(&mut status_copy, Some(lease)))?;
+                let bytes = encode_checkpoint(state, &sha)?;
+                handle.block_on(store.put(&ckpt_key, Bytes::from(bytes), PutCondition::None))?;
+                epoch_started = Instant::now();
                 Ok(())
             };
             let outcome = trainer.run(keep_going, report, after_epoch)?;
@@ -399,7 +461,7 @@ impl TrainingJob {
         let Some((mlp, metrics)) = mlp_metrics else {
             debug_assert_eq!(outcome, RunOutcome::Paused);
             status.state = JobState::Paused;
-            self.write_status(status).await?;
+            writer.write(status, None).await?;
             info!(job = %job_id, epoch = status.epoch, "paused before the deadline; run again to resume");
             return Ok(JobOutcome::Paused(status.clone()));
         };
@@ -424,7 +486,7 @@ impl TrainingJob {
         status.version = Some(manifest.version);
         status.promotion = self.promote(spec, model, &manifest, &options.actor).await?;
         status.state = JobState::Succeeded;
-        self.write_status(status).await?;
+        writer.write(status, None).await?;
         if let Err(e) = self.store.delete(&checkpoint_key(job_id)).await {
             warn!(error = %e, "could not remove the finished job's checkpoint");
         }
@@ -660,6 +722,48 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// Writes one run's `status.json` by compare-and-swap on the ETag it last wrote, so a run that
+/// another has taken over fails its next write instead of overwriting the new owner's status.
+struct StatusWriter {
+    store: SharedStore,
+    key: String,
+    /// The status's ETag as this run last read or wrote it; `None`: no status exists yet.
+    etag: Option<maas_store::ETag>,
+}
+
+impl StatusWriter {
+    /// Writes `status`, holding the job for `lease` from now (`None`: releases it).
+    async fn write(
+        &mut self,
+        status: &mut JobStatus,
+        lease: Option<Duration>,
+    ) -> Result<(), TrainError> {
+        status.updated_at = OffsetDateTime::now_utc();
+        status.lease_expires_at = lease.map(|l| status.updated_at + l);
+        let body =
+            serde_json::to_vec_pretty(status).map_err(|e| TrainError::Corrupt(e.to_string()))?;
+        let condition = match &self.etag {
+            Some(etag) => PutCondition::IfMatch(etag.clone()),
+            None => PutCondition::IfNoneMatch,
+        };
+        match self
+            .store
+            .put(&self.key, Bytes::from(body), condition)
+            .await
+        {
+            Ok(etag) => {
+                self.etag = Some(etag);
+                Ok(())
+            }
+            Err(
+                maas_store::StoreError::PreconditionFailed { .. }
+                | maas_store::StoreError::AlreadyExists { .. },
+            ) => Err(TrainError::LeaseLost(status.job_id.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// `{model}-{yyyymmddThhmmss}-{4 hex}`.

@@ -8,8 +8,10 @@
 //! - [`optim`]: in-place SGD / Adam / AdamW;
 //! - [`trainer`]: the epoch loop, early stopping and resumable state;
 //! - [`metrics`]: validation metrics; [`synthetic`]: generated datasets;
-//! - [`job`]: status, checkpoints, the version and the promotion, against a store.
+//! - [`job`]: status, checkpoints, the version and the promotion, against a store;
+//! - [`bench`]: the seed workload timed, for `maas bench-train`.
 
+pub mod bench;
 pub mod data;
 pub mod job;
 pub mod metrics;
@@ -47,6 +49,12 @@ pub enum TrainError {
     /// Writing the artifacts failed.
     #[error("export: {0}")]
     Export(String),
+    /// Another run of the same job took it over (this run's lease had expired) and this run
+    /// stopped without writing anything more.
+    #[error(
+        "job {0} was taken over by another run while this one held it (its lease expired); this run stopped without writing a version"
+    )]
+    LeaseLost(String),
     /// A job document in the store is unreadable.
     #[error("corrupt job state: {0}")]
     Corrupt(String),

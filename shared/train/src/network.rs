@@ -17,6 +17,9 @@ use crate::TrainError;
 use crate::optim::values;
 use crate::spec::{HiddenActivation, Task};
 
+/// A tensor in PyTorch's layout: `(name, shape, values)`.
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// A multi-layer perceptron being trained.
 #[derive(Debug, Clone)]
 pub struct Mlp {
@@ -172,7 +175,7 @@ impl Mlp {
 
     /// Weights in PyTorch's layout, `(name, shape, values)`: `layer{i}.weight [out, in]` and
     /// `layer{i}.bias [out]`.
-    fn pytorch_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, TrainError> {
+    fn pytorch_tensors(&self) -> Result<Vec<NamedTensor>, TrainError> {
         let mut out = Vec::new();
         for (i, (w, b)) in self.layers.iter().enumerate() {
             let (fan_in, fan_out) = (w.dims()[0], w.dims()[1]);

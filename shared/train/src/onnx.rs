@@ -43,7 +43,7 @@ pub fn export(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     activation: HiddenActivation,
 ) -> Result<Vec<u8>, TrainError> {
-    if tensors.is_empty() || tensors.len() % 2 != 0 {
+    if tensors.is_empty() || !tensors.len().is_multiple_of(2) {
         return Err(TrainError::Export(
             "a network needs weight and bias per layer".into(),
         ));

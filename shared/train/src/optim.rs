@@ -223,7 +223,7 @@ mod tests {
                     .expect("sum");
                 let grads = loss.backward().expect("backward");
                 seen.push(values(grads.get(var.as_tensor()).expect("grad")).expect("g"));
-                opt.step(&[var.clone()], &grads).expect("step");
+                opt.step(std::slice::from_ref(&var), &grads).expect("step");
             }
             let want = reference_adam(&p0, &seen, 0.01, 0.1, decoupled);
             let got = values(var.as_tensor()).expect("values");
@@ -244,7 +244,7 @@ mod tests {
         for _ in 0..4 {
             let loss = var.as_tensor().sqr().expect("sqr").sum_all().expect("sum");
             let grads = loss.backward().expect("backward");
-            opt.step(&[var.clone()], &grads).expect("step");
+            opt.step(std::slice::from_ref(&var), &grads).expect("step");
             buf = 0.9 * buf + 2.0 * p;
             p -= 0.1 * buf;
         }

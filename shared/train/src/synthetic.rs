@@ -62,3 +62,45 @@ pub fn csv(target: Target, rows: usize, features: usize, seed: u64) -> String {
     }
     out
 }
+
+/// The same rows as [`csv`], as JSON lines: one object per row keyed by column name, with the
+/// target a number (regression) or a string label.
+pub fn jsonl(target: Target, rows: usize, features: usize, seed: u64) -> String {
+    let table = csv(target, rows, features, seed);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .map(|h| h.split(',').collect())
+        .unwrap_or_default();
+    let mut out = String::with_capacity(table.len() * 2);
+    for line in lines {
+        let mut row = serde_json::Map::with_capacity(header.len());
+        for (name, cell) in header.iter().zip(line.split(',')) {
+            let value = match cell.parse::<f64>() {
+                Ok(v) if *name != "y" || target == Target::Regression => serde_json::json!(v),
+                _ => serde_json::json!(cell),
+            };
+            row.insert((*name).to_string(), value);
+        }
+        out.push_str(&serde_json::Value::Object(row).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_holds_the_csv_rows_as_objects() {
+        let table = csv(Target::Multiclass, 3, 2, 4);
+        let lines = jsonl(Target::Multiclass, 3, 2, 4);
+        let first_csv: Vec<&str> = table.lines().nth(1).expect("row").split(',').collect();
+        let first: serde_json::Value =
+            serde_json::from_str(lines.lines().next().expect("line")).expect("json");
+        assert_eq!(first["f0"].as_f64(), first_csv[0].parse().ok());
+        assert_eq!(first["y"].as_str(), Some(first_csv[2]));
+        assert_eq!(lines.lines().count(), 3);
+    }
+}

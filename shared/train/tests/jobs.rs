@@ -423,3 +423,85 @@ async fn a_deadline_too_close_pauses_before_the_first_epoch() {
     };
     assert_eq!((status.state, status.epoch), (JobState::Paused, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_of_one_job_write_one_version_and_a_dead_runner_is_taken_over() {
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/r.csv",
+        synthetic::csv(Target::Regression, 600, 10, 8),
+    )
+    .await;
+    let job = TrainingJob::new(store.clone());
+    let doc = |id: &str| {
+        spec(json!({
+            "job_id": id,
+            "model": "once",
+            "dataset": {"key": "datasets/r.csv", "target": "y"},
+            "architecture": {"hidden": [16]},
+            "training": {"epochs": 3, "batch_size": 32}
+        }))
+    };
+    // Two runs of the same job at once (a redelivered event, a retried invocation): one holds
+    // the lease and trains; the other finds it held and does nothing.
+    let (a, b) = tokio::join!(
+        job.run(doc("dup"), options()),
+        job.run(doc("dup"), options())
+    );
+    let outcomes = [a.expect("first run"), b.expect("second run")];
+    let succeeded = outcomes
+        .iter()
+        .filter(|o| matches!(o, JobOutcome::Succeeded { .. }))
+        .count();
+    let busy = outcomes
+        .iter()
+        .filter(|o| matches!(o, JobOutcome::Busy(_)))
+        .count();
+    assert_eq!((succeeded, busy), (1, 1), "{outcomes:?}");
+    let model = ModelName::new("once").expect("name");
+    let registry = Registry::new(store.clone());
+    assert_eq!(
+        registry.complete_versions(&model).await.expect("v").len(),
+        1
+    );
+
+    // A runner that died mid-job leaves status `running` with a lease that runs out; until
+    // then a new run leaves it alone, afterwards it takes over and finishes from the checkpoint.
+    let paused = job
+        .run(
+            doc("dead"),
+            RunOptions {
+                actor: "test".into(),
+                max_epochs_this_run: Some(1),
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .expect("runs");
+    let JobOutcome::Paused(mut status) = paused else {
+        panic!("paused expected");
+    };
+    let now = time::OffsetDateTime::now_utc();
+    status.state = JobState::Running;
+    status.lease_expires_at = Some(now + time::Duration::minutes(5));
+    upload(
+        &store,
+        "jobs/dead/status.json",
+        serde_json::to_string(&status).expect("json"),
+    )
+    .await;
+    let held = job.run(doc("dead"), options()).await.expect("runs");
+    assert!(matches!(held, JobOutcome::Busy(_)), "{held:?}");
+    status.lease_expires_at = Some(now - time::Duration::seconds(1));
+    upload(
+        &store,
+        "jobs/dead/status.json",
+        serde_json::to_string(&status).expect("json"),
+    )
+    .await;
+    let (done, manifest) = succeed(&job, doc("dead")).await;
+    assert_eq!(done.history.len(), 3);
+    assert_eq!(done.lease_expires_at, None);
+    assert_eq!(manifest.version.get(), 2);
+}
