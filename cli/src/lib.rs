@@ -4,9 +4,11 @@
 //! `main.rs` only parses arguments and reports errors; every command is a function here that
 //! returns what to print, so tests can call them and the binary stays thin.
 
+mod demo;
 mod input;
 mod output;
 mod score;
+mod server;
 pub mod train;
 
 use std::path::PathBuf;
@@ -66,6 +68,9 @@ pub enum Command {
     /// Train a new version from a job spec (JSON) with candle, on this machine; prints the
     /// version, its metrics and the promotion decision.
     Train(train::TrainArgs),
+    /// The whole loop on this machine: generate data, train the seed MLP, serve it, predict over
+    /// HTTP, score a dropped file; then keep serving until Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Time training of the seed workload (samples/s at each batch size).
     BenchTrain(train::BenchTrainArgs),
     /// Write a generated dataset (CSV or JSON lines) with a known structure, for trying
@@ -269,6 +274,9 @@ pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
             score::score_files(&registry, &model, &selector, args.input, args.output, json).await
         }
         Command::Train(args) => train::train(registry.store().clone(), args, actor(), json).await,
+        Command::Demo(args) => {
+            demo::demo(&cli.store, registry.store().clone(), args, actor()).await
+        }
         Command::BenchTrain(_) | Command::GenerateDataset(_) => {
             unreachable!("handled before the store is opened")
         }
@@ -277,68 +285,12 @@ pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
 
 /// Runs the same router as the Lambda function on `args.addr`, over the store the CLI names.
 async fn serve(store: &str, args: ServeArgs) -> Result<Rendered, CliError> {
-    let mut config = maas_inference::InferenceConfig::from_lookup(|k| std::env::var(k).ok())?;
-    config.store = store.to_string();
-    config.preload = args
-        .preload
-        .iter()
-        .map(|spec| maas_inference::PreloadSpec::parse(spec))
-        .collect::<Result<_, _>>()?;
-    let state = maas_inference::build_state(&config).await?;
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .map_err(|e| CliError::Listen {
-            addr: args.addr,
-            message: e.to_string(),
-        })?;
-    let addr = listener.local_addr().map_err(|e| CliError::Listen {
-        addr: args.addr,
-        message: e.to_string(),
-    })?;
-    tracing::info!(%addr, store = %config.store, "serving the Open Inference Protocol");
+    let server = server::start(store, &args).await?;
     eprintln!(
-        "maas serving {} on http://{addr} (Ctrl-C to stop)",
-        config.store
+        "maas serving {store} on http://{} (Ctrl-C to stop)",
+        server.addr
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let local = !matches!(
-        maas_store::StoreUrl::parse(&config.store)?,
-        maas_store::StoreUrl::S3 { .. }
-    );
-    let watcher = if args.batch_watch == BatchWatch::Always
-        || (args.batch_watch == BatchWatch::Auto && local)
-    {
-        let interval = std::time::Duration::from_secs_f64(args.batch_interval.clamp(0.05, 3600.0));
-        let scorer = maas_batch::BatchScorer::new(state.cache.registry().store().clone());
-        let mut stop = stop_rx.clone();
-        eprintln!(
-            "watching {}/batch/input/ every {:.1}s: files there are scored into batch/output/",
-            config.store,
-            interval.as_secs_f64()
-        );
-        Some(tokio::spawn(maas_batch::InputWatcher::new().run(
-            scorer,
-            interval,
-            async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            },
-        )))
-    } else {
-        None
-    };
-    let served = axum::serve(listener, maas_inference::app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
-    let _ = stop_tx.send(true);
-    if let Some(watcher) = watcher {
-        let _ = watcher.await;
-    }
-    served.map_err(|e| CliError::Listen {
-        addr,
-        message: e.to_string(),
-    })?;
+    server.until_ctrl_c().await?;
     Ok(Rendered("stopped".into()))
 }
 

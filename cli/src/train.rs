@@ -125,6 +125,16 @@ pub(crate) async fn train(
             .put(&spec.dataset.key, Bytes::from(body), PutCondition::None)
             .await?;
     }
+    run_spec(store, spec, actor, json).await
+}
+
+/// Runs a job from its spec with the progress bar, and renders the outcome.
+pub(crate) async fn run_spec(
+    store: SharedStore,
+    spec: JobSpec,
+    actor: String,
+    json: bool,
+) -> Result<Rendered, CliError> {
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {

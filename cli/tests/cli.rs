@@ -684,3 +684,46 @@ async fn train_the_example_specs_then_predict_and_serve_the_versions() {
             .expect("json");
     assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_trains_serves_predicts_and_scores_a_dropped_file() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let data = work.path().join("maas-data");
+    let store = data.display().to_string();
+    let out = ok(
+        &store,
+        &[],
+        &["demo", "--addr", "127.0.0.1:0", "--rows", "1500", "--exit"],
+    )
+    .await;
+    for expected in [
+        "[1/5] generating",
+        "[2/5] training",
+        "version 1: validation MSE",
+        "POST /v2/models/seed/versions/1/infer with 3 rows",
+        "1001 rows read, 1000 scored, 1 rejected",
+        "[5/5] what to try next",
+        "demo finished; model seed version 1",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    // Three predictions printed next to their targets, and close to them.
+    let pairs: Vec<(f64, f64)> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("prediction"))
+        .map(|rest| {
+            let (p, t) = rest.split_once("target").expect("target");
+            (
+                p.trim().parse().expect("prediction"),
+                t.trim().parse().expect("target"),
+            )
+        })
+        .collect();
+    assert_eq!(pairs.len(), 3, "{out}");
+    // The outputs are where the demo says.
+    let scored = std::fs::read_to_string(data.join("batch/output/seed/demo.csv")).expect("output");
+    assert_eq!(scored.lines().count(), 1001);
+    let errors = std::fs::read_to_string(data.join("batch/output/seed/demo.csv.errors.jsonl"))
+        .expect("errors");
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+}
