@@ -10,8 +10,8 @@ use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
 use maas_store::{PutCondition, SharedStore};
-use maas_train::JobSpec;
 use maas_train::synthetic::{self, Target};
+use maas_train::{JobOutcome, JobSpec};
 use serde_json::{Value, json};
 
 use crate::{BatchWatch, CliError, Rendered, ServeArgs, server};
@@ -128,12 +128,25 @@ pub(crate) async fn demo(
     spec.model = MODEL.into();
     spec.dataset.key = DATASET_KEY.into();
     spec.description = Some("The seed workload, trained by `maas demo`".into());
-    let trained = crate::train::run_spec(store.clone(), spec, actor, true).await?;
-    let trained: Value = serde_json::from_str(&trained.0).map_err(demo_error)?;
-    let version = trained["version"]
-        .as_u64()
-        .ok_or_else(|| demo_error(format!("training did not report a version: {trained}")))?;
-    let metric = |name: &str| trained["metrics"][name].as_f64().unwrap_or(f64::NAN);
+    let (status, manifest) =
+        match crate::train::run_with_progress(store.clone(), spec, actor, true).await? {
+            JobOutcome::Succeeded { status, manifest } => (status, manifest),
+            JobOutcome::Busy(status) => return Err(crate::train::busy(&status)),
+            JobOutcome::Paused(status) => {
+                return Err(demo_error(format!(
+                    "training job {} paused after epoch {}",
+                    status.job_id, status.epoch
+                )));
+            }
+        };
+    let version = manifest.version.get();
+    let metric = |name: &str| {
+        manifest
+            .metrics
+            .get(name)
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN)
+    };
     println!(
         "      version {version}: validation MSE {:.4} (predicting the mean: {:.4}), R² {:.3}, {:.0} samples/s",
         metric("val_mse"),
@@ -141,11 +154,8 @@ pub(crate) async fn demo(
         metric("val_r2"),
         metric("samples_per_second")
     );
-    if let Some(p) = trained["status"]["promotion"].as_object() {
-        println!(
-            "      production: {}",
-            p.get("reason").and_then(Value::as_str).unwrap_or_default()
-        );
+    if let Some(p) = &status.promotion {
+        println!("      {}: {}", p.alias, p.reason);
     }
 
     step(3, "serving it over the Open Inference Protocol");

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use clap::Args;
 use maas_store::{PutCondition, SharedStore};
-use maas_train::{JobOutcome, JobSpec, Progress, RunOptions, TrainingJob};
+use maas_train::{JobOutcome, JobSpec, JobStatus, Progress, RunOptions, TrainingJob};
 use serde_json::json;
 
 use crate::{CliError, Rendered};
@@ -125,17 +125,19 @@ pub(crate) async fn train(
             .put(&spec.dataset.key, Bytes::from(body), PutCondition::None)
             .await?;
     }
-    run_spec(store, spec, actor, json).await
+    let outcome = run_with_progress(store, spec, actor, !json).await?;
+    render(outcome, json)
 }
 
-/// Runs a job from its spec with the progress bar, and renders the outcome.
-pub(crate) async fn run_spec(
+/// Runs a job from its spec, with a progress bar (plain epoch lines when stderr is not a
+/// terminal) unless `show_progress` is false.
+pub(crate) async fn run_with_progress(
     store: SharedStore,
     spec: JobSpec,
     actor: String,
-    json: bool,
-) -> Result<Rendered, CliError> {
-    let bar = if json {
+    show_progress: bool,
+) -> Result<JobOutcome, CliError> {
+    let bar = if !show_progress {
         indicatif::ProgressBar::hidden()
     } else {
         indicatif::ProgressBar::new(0)
@@ -159,7 +161,7 @@ pub(crate) async fn run_spec(
                 "epoch {}/{epochs}: train loss {:.6}, validation loss {:.6}, {:.0} samples/s",
                 record.epoch, record.train_loss, record.val_loss, record.samples_per_second
             );
-            if !json && bar_c.is_hidden() {
+            if show_progress && bar_c.is_hidden() {
                 eprintln!("{line}"); // not a terminal: plain lines for logs
             } else {
                 bar_c.println(line);
@@ -178,7 +180,26 @@ pub(crate) async fn run_spec(
         )
         .await;
     bar.finish_and_clear();
-    match outcome? {
+    Ok(outcome?)
+}
+
+/// The error for a job another process holds.
+pub(crate) fn busy(status: &JobStatus) -> CliError {
+    CliError::Input(format!(
+        "job {} is being run by another process (it holds the job until {}); wait for it, or run this again after that time to take over",
+        status.job_id,
+        status
+            .lease_expires_at
+            .and_then(|t| t
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok())
+            .unwrap_or_else(|| "unknown".into())
+    ))
+}
+
+/// Renders a job's outcome as text or JSON; a job another process holds is an error.
+fn render(outcome: JobOutcome, json: bool) -> Result<Rendered, CliError> {
+    Ok(match outcome {
         JobOutcome::Succeeded { status, manifest } => {
             if json {
                 return Ok(Rendered(
@@ -216,27 +237,18 @@ pub(crate) async fn run_spec(
                     p.reason
                 ));
             }
-            Ok(Rendered(out.trim_end().to_string()))
+            Rendered(out.trim_end().to_string())
         }
-        JobOutcome::Busy(status) => Err(CliError::Input(format!(
-            "job {} is being run by another process (it holds the job until {}); wait for it, or run this again after that time to take over",
-            status.job_id,
-            status
-                .lease_expires_at
-                .and_then(|t| t
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .ok())
-                .unwrap_or_else(|| "unknown".into())
-        ))),
-        JobOutcome::Paused(status) => Ok(Rendered(if json {
+        JobOutcome::Busy(status) => return Err(busy(&status)),
+        JobOutcome::Paused(status) => Rendered(if json {
             serde_json::to_string_pretty(&status).unwrap_or_default()
         } else {
             format!(
                 "job {} paused after epoch {}/{}; run `maas train SPEC --job-id {}` again to resume",
                 status.job_id, status.epoch, status.epochs, status.job_id
             )
-        })),
-    }
+        }),
+    })
 }
 
 /// Runs `maas bench-train`.

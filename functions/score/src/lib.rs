@@ -38,14 +38,6 @@ pub struct InvocationSummary {
     pub skipped: Vec<String>,
 }
 
-/// Decodes an S3 event key: `+` is a space, `%XX` a byte of UTF-8.
-pub fn decode_key(raw: &str) -> String {
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 /// Scores every record of `event`. `store_prefix` is the key prefix of the store inside its
 /// bucket (`""` for the bucket root).
 pub async fn handle_event(
@@ -61,15 +53,10 @@ pub async fn handle_event(
             warn!("event record without an object key; skipped");
             continue;
         };
-        let full_key = decode_key(&raw);
-        let key = if store_prefix.is_empty() {
-            Some(full_key.as_str())
-        } else {
-            full_key
-                .strip_prefix(store_prefix)
-                .and_then(|k| k.strip_prefix('/'))
-        };
-        let Some(key) = key.filter(|k| k.starts_with(INPUT_PREFIX)) else {
+        let full_key = maas_store::decode_event_key(&raw);
+        let Some(key) = maas_store::store_key_in_bucket(&full_key, store_prefix)
+            .filter(|k| k.starts_with(INPUT_PREFIX))
+        else {
             warn!(key = %full_key, "object is outside the trigger prefix {INPUT_PREFIX}; skipped");
             summary.skipped.push(full_key);
             continue;
@@ -102,23 +89,5 @@ pub async fn handle_event(
             total,
             details: failures.join("; "),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_url_decoded_like_s3_encodes_them() {
-        assert_eq!(
-            decode_key("batch/input/seed/Happy+Face.csv"),
-            "batch/input/seed/Happy Face.csv"
-        );
-        assert_eq!(
-            decode_key("batch/input/seed/caf%C3%A9%2B1.csv"),
-            "batch/input/seed/café+1.csv"
-        );
-        assert_eq!(decode_key("plain.csv"), "plain.csv");
     }
 }

@@ -13,10 +13,7 @@ async fn main() -> Result<(), Error> {
     let url = std::env::var("MAAS_STORE").map_err(|_| {
         ScoreFunctionError::Config("MAAS_STORE is not set; set it to s3://bucket[/prefix]".into())
     })?;
-    let prefix = match StoreUrl::parse(&url)? {
-        StoreUrl::S3 { prefix, .. } => prefix,
-        _ => String::new(),
-    };
+    let prefix = StoreUrl::parse(&url)?.bucket_prefix().to_string();
     let scorer = BatchScorer::new(maas_store::open(&url).await?);
     run(service_fn(|event: LambdaEvent<S3Event>| {
         let scorer = scorer.clone();

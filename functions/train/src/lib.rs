@@ -119,15 +119,9 @@ pub async fn handle(
             let Some(raw) = record.s3.object.key else {
                 continue;
             };
-            let full_key = decode_key(&raw);
-            let key = if store_prefix.is_empty() {
-                Some(full_key.as_str())
-            } else {
-                full_key
-                    .strip_prefix(store_prefix)
-                    .and_then(|k| k.strip_prefix('/'))
-            };
-            let Some(key) = key.filter(|k| k.starts_with(REQUESTS_PREFIX) && k.ends_with(".json"))
+            let full_key = maas_store::decode_event_key(&raw);
+            let Some(key) = maas_store::store_key_in_bucket(&full_key, store_prefix)
+                .filter(|k| k.starts_with(REQUESTS_PREFIX) && k.ends_with(".json"))
             else {
                 warn!(key = %full_key, "not a training request under {REQUESTS_PREFIX}; skipped");
                 continue;
@@ -191,12 +185,4 @@ async fn run_request(
     }
     info!(key, job = ?spec.job_id, "training request");
     Ok(jobs.run(spec, options).await?)
-}
-
-/// Decodes an S3 event key: `+` is a space, `%XX` a byte of UTF-8.
-pub fn decode_key(raw: &str) -> String {
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
 }

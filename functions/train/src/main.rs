@@ -12,10 +12,7 @@ async fn main() -> Result<(), Error> {
     let url = std::env::var("MAAS_STORE").map_err(|_| {
         TrainFunctionError::Config("MAAS_STORE is not set; set it to s3://bucket[/prefix]".into())
     })?;
-    let prefix = match StoreUrl::parse(&url)? {
-        StoreUrl::S3 { prefix, .. } => prefix,
-        _ => String::new(),
-    };
+    let prefix = StoreUrl::parse(&url)?.bucket_prefix().to_string();
     let store = maas_store::open(&url).await?;
     let actor = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .map(|f| format!("lambda:{f}"))

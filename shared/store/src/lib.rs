@@ -27,7 +27,7 @@ pub use fs::LocalFsStore;
 pub use key::validate_key;
 pub use memory::MemoryStore;
 pub use s3::{S3Store, S3StoreOptions};
-pub use url::StoreUrl;
+pub use url::{StoreUrl, decode_event_key, store_key_in_bucket};
 
 /// An opaque version tag of an object's content, as S3's `ETag`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

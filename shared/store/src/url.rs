@@ -1,5 +1,5 @@
 //! Parsing of store locations: `s3://bucket/prefix`, `file:///abs/path`, a plain directory path,
-//! or `memory://`.
+//! or `memory://`; and the store key of an object named by an S3 event notification.
 
 use std::path::PathBuf;
 
@@ -22,6 +22,15 @@ pub enum StoreUrl {
 }
 
 impl StoreUrl {
+    /// The store's key prefix inside its bucket: `""` for a bucket root and for stores that are
+    /// not S3.
+    pub fn bucket_prefix(&self) -> &str {
+        match self {
+            Self::S3 { prefix, .. } => prefix,
+            Self::File(_) | Self::Memory => "",
+        }
+    }
+
     /// Parses `s3://bucket[/prefix]`, `file:///path`, `memory://`, or a filesystem path.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         let invalid = |why: &str| StoreError::InvalidUrl {
@@ -69,6 +78,25 @@ impl StoreUrl {
     }
 }
 
+/// Decodes an object key as S3 event notifications spell it: URL-encoded, `+` for a space.
+pub fn decode_event_key(raw: &str) -> String {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The store key of `bucket_key` in a store rooted at `bucket_prefix` (see
+/// [`StoreUrl::bucket_prefix`]), or `None` when the object lies outside the store.
+pub fn store_key_in_bucket<'a>(bucket_key: &'a str, bucket_prefix: &str) -> Option<&'a str> {
+    if bucket_prefix.is_empty() {
+        return Some(bucket_key);
+    }
+    bucket_key
+        .strip_prefix(bucket_prefix)
+        .and_then(|k| k.strip_prefix('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +141,33 @@ mod tests {
             let err = StoreUrl::parse(bad).expect_err(bad).to_string();
             assert!(err.contains("s3://bucket"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn event_keys_are_url_decoded_like_s3_encodes_them() {
+        assert_eq!(
+            decode_event_key("batch/input/seed/Happy+Face.csv"),
+            "batch/input/seed/Happy Face.csv"
+        );
+        assert_eq!(
+            decode_event_key("batch/input/seed/caf%C3%A9%2B1.csv"),
+            "batch/input/seed/café+1.csv"
+        );
+        assert_eq!(decode_event_key("plain.csv"), "plain.csv");
+    }
+
+    #[test]
+    fn bucket_keys_map_to_store_keys_under_the_prefix_only() {
+        let store = StoreUrl::parse("s3://models/prod").expect("url");
+        let prefix = store.bucket_prefix();
+        assert_eq!(prefix, "prod");
+        assert_eq!(
+            store_key_in_bucket("prod/batch/x.csv", prefix),
+            Some("batch/x.csv")
+        );
+        assert_eq!(store_key_in_bucket("production/batch/x.csv", prefix), None);
+        assert_eq!(store_key_in_bucket("other/x.csv", prefix), None);
+        assert_eq!(store_key_in_bucket("batch/x.csv", ""), Some("batch/x.csv"));
+        assert_eq!(StoreUrl::Memory.bucket_prefix(), "");
     }
 }
