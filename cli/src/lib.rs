@@ -7,6 +7,7 @@
 mod demo;
 mod input;
 mod output;
+pub mod remote;
 mod score;
 mod server;
 pub mod train;
@@ -172,6 +173,19 @@ pub struct PredictArgs {
     /// for stdin.
     #[arg(long, short)]
     pub input: String,
+    /// Call a deployment instead of the store: the stack's ApiUrl (or InferFunctionUrl) output.
+    /// Requests are signed with SigV4 using the standard AWS credential chain.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Region to sign for (default: from the URL's host name, else the AWS configuration).
+    #[arg(long, requires = "url")]
+    pub region: Option<String>,
+    /// Service name to sign for (default: `execute-api`, or `lambda` for a function URL).
+    #[arg(long, requires = "url")]
+    pub sign_service: Option<String>,
+    /// Send the request unsigned (a local `maas serve`, or an API without IAM authorisation).
+    #[arg(long, requires = "url")]
+    pub unsigned: bool,
 }
 
 /// Everything a command can fail with.
@@ -206,6 +220,9 @@ pub enum CliError {
     /// A training job failed (boxed: candle's errors are large).
     #[error(transparent)]
     Train(Box<maas_train::TrainError>),
+    /// A deployment could not be called, or refused the request.
+    #[error("{0}")]
+    Remote(String),
     /// The listening socket failed.
     #[error("cannot listen on {addr}: {message}")]
     Listen {
@@ -253,6 +270,7 @@ pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
     match cli.command {
         Command::BenchTrain(args) => return train::bench(args, cli.json).await,
         Command::GenerateDataset(args) => return train::generate_dataset(args),
+        Command::Predict(args) if args.url.is_some() => return predict_remote(args).await,
         _ => {}
     }
     let store = maas_store::open(&cli.store).await?;
@@ -354,10 +372,9 @@ fn selector(version: Option<String>, alias: Option<String>) -> Result<VersionSel
     })
 }
 
-async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, CliError> {
-    let model = ModelName::new(args.model)?;
-    let selector = selector(args.version, args.alias)?;
-    let raw = if args.input == "-" {
+/// Reads `--input`: a file, or stdin for `-`.
+fn read_input(input: &str) -> Result<Vec<u8>, CliError> {
+    if input == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| {
             CliError::File {
@@ -365,12 +382,48 @@ async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, Cli
                 message: e.to_string(),
             }
         })?;
-        buf
+        Ok(buf)
     } else {
-        read_file(std::path::Path::new(&args.input))?
-    };
+        read_file(std::path::Path::new(input))
+    }
+}
+
+async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, CliError> {
+    let model = ModelName::new(args.model)?;
+    let selector = selector(args.version, args.alias)?;
+    let raw = read_input(&args.input)?;
     let loaded = LoadedModel::load(registry, &model, &selector).await?;
     let (values, rows) = input::rows_for(&loaded, &args.input, &raw)?;
     let predictions = loaded.predict_rows(values, rows)?;
     Ok(output::predictions(&loaded, &predictions))
+}
+
+/// `maas predict --url`: the same rows, sent to a deployment's V1 predict route.
+async fn predict_remote(args: PredictArgs) -> Result<Rendered, CliError> {
+    let model = ModelName::new(args.model)?;
+    let version = args
+        .version
+        .map(|v| v.parse::<Version>().map(|v| v.to_string()))
+        .transpose()?;
+    // `latest` selects but can't be moved, so it isn't an `AliasName`.
+    let alias = match args.alias {
+        Some(a) if a == "latest" => Some(a),
+        Some(a) => Some(AliasName::new(a)?.as_str().to_string()),
+        None => None,
+    };
+    let url = args.url.unwrap_or_default();
+    let target =
+        remote::resolve_target(&url, args.region, args.sign_service, args.unsigned).await?;
+    let raw = read_input(&args.input)?;
+    remote::predict(
+        &target,
+        remote::RemotePredict {
+            model: model.as_str(),
+            version: version.as_deref(),
+            alias: alias.as_deref(),
+            source: &args.input,
+            raw: &raw,
+        },
+    )
+    .await
 }

@@ -723,3 +723,209 @@ async fn demo_trains_serves_predicts_and_scores_a_dropped_file() {
         .expect("errors");
     assert_eq!(errors.lines().count(), 1, "{errors}");
 }
+
+/// Starts the SigV4-checking proxy (botocore's signer) in front of `upstream`; returns it and its
+/// `host:port`.
+async fn spawn_sigv4_proxy(upstream: &str) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let python = if python.exists() {
+        python
+    } else {
+        "python3".into()
+    };
+    let mut proxy = tokio::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sigv4_proxy.py"))
+        .args([
+            upstream,
+            "AKIDMAASTEST",
+            "maas-test-secret",
+            "eu-west-1",
+            "execute-api",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python sigv4_proxy.py (scripts/test installs botocore into .venv)");
+    let stdout = proxy.stdout.take().expect("proxy stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("proxy starts within 30 s")
+        .expect("read proxy stdout")
+        .expect("proxy printed its port");
+    let port = first.trim_start_matches("listening on ").to_string();
+    (proxy, format!("127.0.0.1:{port}"))
+}
+
+async fn wait_for_port(addr: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "{addr} did not open");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `maas predict --url` signs with SigV4 from the standard credential chain: an endpoint that
+/// recomputes the signature with botocore accepts it (JSON and CSV rows, a version, an alias),
+/// and refuses a wrong secret, a wrong region and an unsigned request with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_url_signs_requests_that_an_independent_sigv4_check_accepts() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("maas-data").display().to_string();
+    let manifest = work.path().join("manifest.json");
+    let features: Vec<String> = (0..1000).map(|i| format!("f{i}")).collect();
+    std::fs::write(
+        &manifest,
+        serde_json::to_vec(&serde_json::json!({ "features": features })).expect("json"),
+    )
+    .expect("write manifest");
+    let onnx = seed_dir().join("model.onnx").display().to_string();
+    let manifest_arg = manifest.display().to_string();
+    ok(
+        &store,
+        &[],
+        &["push", "seed", &onnx, "--manifest", &manifest_arg],
+    )
+    .await;
+    ok(
+        &store,
+        &[],
+        &[
+            "push",
+            "seed",
+            &onnx,
+            "--manifest",
+            &manifest_arg,
+            "--alias",
+            "production",
+        ],
+    )
+    .await;
+    let (json_rows, csv_rows) = write_reference_inputs(work.path());
+
+    let (_server, server_addr) = spawn_serve(&store, &["--batch-watch", "never"]);
+    wait_for_port(&server_addr).await;
+    let (_proxy, proxy_addr) = spawn_sigv4_proxy(&server_addr).await;
+    let url = format!("http://{proxy_addr}");
+    let empty_config = work.path().join("aws-config");
+    std::fs::write(&empty_config, "").expect("write empty AWS config");
+    let empty_config = empty_config.display().to_string();
+    let creds = |secret: &str| {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "AKIDMAASTEST".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
+            ("AWS_SESSION_TOKEN", String::new()),
+            ("AWS_CONFIG_FILE", empty_config.clone()),
+            ("AWS_SHARED_CREDENTIALS_FILE", empty_config.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+            ("AWS_REGION", "eu-west-1".to_string()),
+        ]
+    };
+    let good = creds("maas-test-secret");
+    let unused_store = "memory://";
+
+    let out = ok(
+        unused_store,
+        &good,
+        &["predict", "seed", "--url", &url, "-i", &json_rows],
+    )
+    .await;
+    assert_matches_reference(&predictions_of(&out), 1e-4);
+    let doc: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        doc["model_version"], "2",
+        "production (the default) is version 2"
+    );
+
+    let out = ok(
+        unused_store,
+        &good,
+        &[
+            "predict",
+            "seed",
+            "--url",
+            &url,
+            "--version",
+            "1",
+            "-i",
+            &csv_rows,
+        ],
+    )
+    .await;
+    assert_matches_reference(&predictions_of(&out), 1e-4);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json")["model_version"],
+        "1"
+    );
+
+    let out = ok(
+        unused_store,
+        &good,
+        &[
+            "predict",
+            "seed",
+            "--url",
+            &url,
+            "--alias",
+            "latest",
+            "--region",
+            "eu-west-1",
+            "-i",
+            &json_rows,
+        ],
+    )
+    .await;
+    assert_matches_reference(&predictions_of(&out), 1e-4);
+
+    let err = fails(
+        unused_store,
+        &creds("wrong-secret"),
+        &["predict", "seed", "--url", &url, "-i", &json_rows],
+    )
+    .await;
+    assert!(err.contains("403") && err.contains("signature"), "{err}");
+
+    let err = fails(
+        unused_store,
+        &good,
+        &[
+            "predict",
+            "seed",
+            "--url",
+            &url,
+            "--region",
+            "us-east-1",
+            "-i",
+            &json_rows,
+        ],
+    )
+    .await;
+    assert!(err.contains("403") && err.contains("--region"), "{err}");
+
+    let err = fails(
+        unused_store,
+        &good,
+        &[
+            "predict",
+            "seed",
+            "--url",
+            &url,
+            "--unsigned",
+            "-i",
+            &json_rows,
+        ],
+    )
+    .await;
+    assert!(err.contains("Missing Authentication Token"), "{err}");
+
+    // Unknown models are the server's 404, relayed in one line.
+    let err = fails(
+        unused_store,
+        &good,
+        &["predict", "nope", "--url", &url, "-i", &json_rows],
+    )
+    .await;
+    assert!(err.contains("404"), "{err}");
+}

@@ -85,6 +85,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(infer_versioned),
         )
         .route("/v1/models/{target}", post(v1_predict).get(v1_status))
+        .route(
+            "/v1/models/{model}/versions/{target}",
+            post(v1_predict_versioned),
+        )
         .fallback(|| async {
             InferenceError::NotFound(
                 "no such route; see /v2 (Open Inference Protocol) and /v1/models/{model}:predict"
@@ -530,13 +534,39 @@ async fn v1_predict(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let model = target.split(':').next().unwrap_or_default().to_string();
+    let selector = selector_from_request(&query, &headers);
+    run_v1_predict(&state, &model, v1_target(&target), selector, headers, body).await
+}
+
+/// `POST /v1/models/{model}/versions/{version}:predict` (TensorFlow Serving's form).
+async fn v1_predict_versioned(
+    State(state): State<Arc<AppState>>,
+    Path((model, target)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (version, verb) = target.split_once(':').unwrap_or((target.as_str(), ""));
+    let checked = v1_target(&format!("{model}:{verb}"));
+    let selector = selector_from_segment(version);
+    run_v1_predict(&state, &model, checked, selector, headers, body).await
+}
+
+async fn run_v1_predict(
+    state: &AppState,
+    model_segment: &str,
+    target: Result<ModelName, InferenceError>,
+    selector: VersionSelector,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut facts = RequestFacts {
-        model: target.split(':').next().unwrap_or_default().to_string(),
+        model: model_segment.to_string(),
         ..RequestFacts::default()
     };
     let result: Result<Response, InferenceError> = async {
-        let model = v1_target(&target)?;
-        let body = read_body(&state, &headers, body).await?;
+        let model = target?;
+        let body = read_body(state, &headers, body).await?;
         let doc: Value = serde_json::from_slice(&body).map_err(|e| {
             InferenceError::BadRequest(format!(
                 "the body is not valid JSON ({e}); send {{\"instances\": [[...], ...]}}"
@@ -552,7 +582,7 @@ async fn v1_predict(
         if instances.is_empty() {
             return Err(InferenceError::BadRequest("\"instances\" is empty".into()));
         }
-        let loaded = load(&state, &model, &selector_from_request(&query, &headers)).await?;
+        let loaded = load(state, &model, &selector).await?;
         let version = loaded.manifest().version;
         facts.version = Some(version.get());
         facts.rows = instances.len();
