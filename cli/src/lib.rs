@@ -291,7 +291,9 @@ pub async fn run(cli: Cli) -> Result<Rendered, CliError> {
             let selector = selector(args.version, args.alias)?;
             score::score_files(&registry, &model, &selector, args.input, args.output, json).await
         }
-        Command::Train(args) => train::train(registry.store().clone(), args, actor(), json).await,
+        Command::Train(args) => {
+            train::train(&cli.store, registry.store().clone(), args, actor(), json).await
+        }
         Command::Demo(args) => {
             demo::demo(&cli.store, registry.store().clone(), args, actor()).await
         }

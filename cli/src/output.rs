@@ -100,16 +100,19 @@ pub(crate) async fn versions(
 ) -> Result<Rendered, CliError> {
     let summaries = registry.version_summaries(model).await?;
     let mut text = format!(
-        "{:>7}  {:<12} {:<25} {:<8} {:<24} aliases",
+        "{:>7}  {:<12} {:<21} {:<8} {:<24} aliases",
         "VERSION", "FORMAT", "CREATED", "SOURCE", "BY"
     );
     for s in &summaries {
+        // Whole seconds, so the column lines up (RFC 3339 would print nanoseconds).
         let created = s
             .created_at
+            .replace_nanosecond(0)
+            .unwrap_or(s.created_at)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         text.push_str(&format!(
-            "\n{:>7}  {:<12} {:<25} {:<8} {:<24} {}",
+            "\n{:>7}  {:<12} {:<21} {:<8} {:<24} {}",
             s.version.get(),
             s.format.platform(),
             created,

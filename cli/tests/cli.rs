@@ -929,3 +929,176 @@ async fn predict_url_signs_requests_that_an_independent_sigv4_check_accepts() {
     .await;
     assert!(err.contains("404"), "{err}");
 }
+
+/// `maas train --remote` against an S3 endpoint: the request lands under jobs/requests/, where
+/// the deployed function's trigger listens. The test plays S3's part: it hands the upload event
+/// to the training function's handler, first with a deadline that pauses the job (the CLI
+/// resubmits it) and then without (the job finishes and the CLI prints the new version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn train_remote_submits_to_the_bucket_follows_the_job_and_resubmits_a_paused_one() {
+    use tokio::io::AsyncBufReadExt;
+    let work = tempfile::tempdir().expect("temp dir");
+    let s3 = S3Endpoint::start("remote-train").await;
+    let env = s3.env();
+    let store = format!("s3://{}", s3.bucket);
+    let data = work.path().join("small.csv").display().to_string();
+    ok(
+        "memory://",
+        &[],
+        &[
+            "generate-dataset",
+            "regression",
+            &data,
+            "--rows",
+            "300",
+            "--features",
+            "8",
+        ],
+    )
+    .await;
+    let spec = work.path().join("small.json");
+    std::fs::write(
+        &spec,
+        serde_json::json!({
+            "model": "remote-small",
+            "dataset": {"key": "datasets/small.csv", "format": "csv", "target": "y"},
+            "task": "regression",
+            "architecture": {"hidden": [8], "activation": "relu"},
+            "training": {"epochs": 3, "batch_size": 32, "seed": 7}
+        })
+        .to_string(),
+    )
+    .expect("write spec");
+    let spec = spec.display().to_string();
+
+    // A local store is refused: nothing would pick the request up.
+    let err = fails(
+        work.path().join("local").to_str().expect("utf-8"),
+        &[],
+        &["train", &spec, "--remote"],
+    )
+    .await;
+    assert!(err.contains("s3://"), "{err}");
+
+    let mut cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_maas"))
+        .args([
+            "--store",
+            &store,
+            "train",
+            &spec,
+            "--remote",
+            "--dataset",
+            &data,
+        ])
+        .args(["--job-id", "remote-1", "--poll-seconds", "0.1"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("MAAS_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("maas train --remote");
+    let mut stderr = tokio::io::BufReader::new(cli.stderr.take().expect("stderr")).lines();
+    let mut said = Vec::new();
+    let mut wait_for = async |needle: &str| {
+        let found = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Some(line) = stderr.next_line().await.expect("read stderr") {
+                said.push(line.clone());
+                if line.contains(needle) {
+                    return;
+                }
+            }
+            panic!("maas exited before saying {needle:?}: {said:?}");
+        })
+        .await;
+        assert!(found.is_ok(), "no {needle:?} within 60 s: {said:?}");
+    };
+    wait_for("submitted as jobs/requests/remote-1.json").await;
+
+    let bucket_store: maas_store::SharedStore = s3.store("");
+    let request = bucket_store
+        .get("jobs/requests/remote-1.json")
+        .await
+        .expect("the request is in the bucket");
+    let sent: Value = serde_json::from_slice(&request.body).expect("the request is JSON");
+    assert_eq!(sent["job_id"], "remote-1");
+    assert_eq!(sent["model"], "remote-small");
+    bucket_store
+        .get("datasets/small.csv")
+        .await
+        .expect("--dataset was uploaded");
+
+    let event = |key: &str| {
+        let mut event: Value = serde_json::from_slice(
+            &std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../functions/train/tests/events/s3-object-created.json"),
+            )
+            .expect("event fixture"),
+        )
+        .expect("json");
+        event["Records"][0]["s3"]["object"]["key"] = Value::String(key.to_string());
+        event
+    };
+    // First invocation: out of time at once, so the job pauses at a checkpoint.
+    let paused = maas_train_function::handle(
+        bucket_store.clone(),
+        "",
+        event("jobs/requests/remote-1.json"),
+        Some(std::time::Instant::now()),
+        "s3-trigger",
+    )
+    .await
+    .expect("first invocation");
+    assert_eq!(paused["jobs"][0]["state"], "paused", "{paused}");
+    wait_for("resubmitting to continue").await;
+
+    // The resubmitted request's event: the job resumes and finishes.
+    let done = maas_train_function::handle(
+        bucket_store.clone(),
+        "",
+        event("jobs/requests/remote-1.json"),
+        None,
+        "s3-trigger",
+    )
+    .await
+    .expect("second invocation");
+    assert_eq!(done["jobs"][0]["state"], "succeeded", "{done}");
+
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cli.wait_with_output())
+        .await
+        .expect("maas returns once the job is done")
+        .expect("maas output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    while let Ok(Some(line)) = stderr.next_line().await {
+        said.push(line);
+    }
+    assert!(out.status.success(), "{stdout} {said:?}");
+    assert!(
+        stdout.contains("job remote-1 succeeded: remote-small version 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("val_mse"), "{stdout}");
+    let versions = ok(&store, &env, &["versions", "remote-small"]).await;
+    assert!(versions.contains("trained  s3-trigger"), "{versions}");
+
+    // --no-wait only submits.
+    let out = ok(
+        &store,
+        &env,
+        &[
+            "train",
+            &spec,
+            "--remote",
+            "--no-wait",
+            "--job-id",
+            "remote-2",
+        ],
+    )
+    .await;
+    assert!(out.contains("submitted job remote-2"), "{out}");
+    bucket_store
+        .get("jobs/requests/remote-2.json")
+        .await
+        .expect("second request");
+}

@@ -12,6 +12,8 @@ use serde_json::json;
 
 use crate::{CliError, Rendered};
 
+mod remote;
+
 /// `maas train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -23,6 +25,21 @@ pub struct TrainArgs {
     /// Upload this local file to the spec's dataset.key first.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Train in the deployment instead of on this machine: upload the spec as
+    /// `jobs/requests/{job-id}.json` to the `--store s3://bucket`, whose upload event starts the
+    /// training function, then follow the job's status (and resubmit it if the function pauses
+    /// at its 15-minute limit).
+    #[arg(long)]
+    pub remote: bool,
+    /// With --remote: submit and return at once, printing the job id.
+    #[arg(long, requires = "remote")]
+    pub no_wait: bool,
+    /// With --remote: give up waiting after this many minutes (the job keeps running).
+    #[arg(long, requires = "remote", default_value_t = 120.0)]
+    pub wait_minutes: f64,
+    /// With --remote: seconds between two reads of the job's status.
+    #[arg(long, requires = "remote", default_value_t = 3.0)]
+    pub poll_seconds: f64,
 }
 
 /// `maas bench-train`.
@@ -107,6 +124,7 @@ fn file_error(path: &std::path::Path, e: impl std::fmt::Display) -> CliError {
 
 /// Runs `maas train`.
 pub(crate) async fn train(
+    store_url: &str,
     store: SharedStore,
     args: TrainArgs,
     actor: String,
@@ -115,7 +133,7 @@ pub(crate) async fn train(
     let raw = std::fs::read(&args.spec).map_err(|e| file_error(&args.spec, e))?;
     let mut spec = JobSpec::from_json(&raw)
         .map_err(|e| CliError::Input(format!("{}: {e}", args.spec.display())))?;
-    if let Some(id) = args.job_id {
+    if let Some(id) = args.job_id.clone() {
         spec.job_id = Some(id);
     }
     if let Some(path) = &args.dataset {
@@ -124,6 +142,9 @@ pub(crate) async fn train(
         store
             .put(&spec.dataset.key, Bytes::from(body), PutCondition::None)
             .await?;
+    }
+    if args.remote {
+        return remote::submit_and_follow(store_url, store, spec, &args, json).await;
     }
     let outcome = run_with_progress(store, spec, actor, !json).await?;
     render(outcome, json)
