@@ -8,7 +8,7 @@ use bytes::Bytes;
 use maas_batch::BatchScorer;
 use maas_core::ManifestTemplate;
 use maas_registry::Registry;
-use maas_score_function::{ScoreFunctionError, handle_event};
+use maas_score_function::{ScoreFunctionError, handle_event, handle_payload};
 use maas_store::{LocalFsStore, PutCondition, SharedStore};
 use maas_tests::fixtures::push_seed;
 use serde_json::{Value, json};
@@ -170,4 +170,48 @@ async fn failures_fail_the_invocation_after_trying_every_record() {
         .head("batch/output/seed/good.csv")
         .await
         .expect("the good record was still scored");
+}
+
+/// The bulk state machine's payload: one listed key (raw, not URL-encoded), under batch/bulk/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_items_name_one_raw_key_and_are_scored_like_uploads() {
+    let (_dir, store) = store_with_model().await;
+    let key = "batch/bulk/seed@latest/run 1/a+b.csv";
+    store
+        .put(key, csv_rows(3), PutCondition::None)
+        .await
+        .expect("upload");
+    let scorer = BatchScorer::new(store.clone());
+    let summary = handle_payload(&scorer, "", serde_json::json!({ "key": key }))
+        .await
+        .expect("scored");
+    assert_eq!(summary.scored, vec![key.to_string()]);
+    let report = store
+        .get("batch/output/seed/run 1/a+b.csv.report.json")
+        .await
+        .expect("report");
+    let report: serde_json::Value = serde_json::from_slice(&report.body).expect("json");
+    assert_eq!(report["rows_scored"], 3, "{report}");
+    // The same item again (a Map retry) is a no-op.
+    let again = handle_payload(&scorer, "", serde_json::json!({ "key": key }))
+        .await
+        .expect("no-op");
+    assert_eq!(again.already_scored, vec![key.to_string()]);
+    // A missing model fails the item (the Map counts it against its tolerance).
+    store
+        .put("batch/bulk/ghost/x.csv", csv_rows(1), PutCondition::None)
+        .await
+        .expect("upload");
+    let err = handle_payload(
+        &scorer,
+        "",
+        serde_json::json!({ "key": "batch/bulk/ghost/x.csv" }),
+    )
+    .await
+    .expect_err("unknown model");
+    assert!(err.to_string().contains("ghost"), "{err}");
+    let err = handle_payload(&scorer, "", serde_json::json!({ "nothing": 1 }))
+        .await
+        .expect_err("neither form");
+    assert!(err.to_string().contains("batch/bulk/"), "{err}");
 }

@@ -10,6 +10,10 @@
 //! ```
 //!
 //! Output never lands under `batch/input/`, so the scoring function can't trigger itself.
+//!
+//! `batch/bulk/` has the same layout as `batch/input/` but no upload trigger: it is for jobs of
+//! many files, which the template's Distributed Map state machine fans out over the scoring
+//! function (with a failure tolerance and a summary) instead of one event per upload.
 
 use maas_core::{ModelName, Version};
 use maas_registry::VersionSelector;
@@ -18,6 +22,8 @@ use crate::BatchError;
 
 /// The prefix that triggers scoring.
 pub const INPUT_PREFIX: &str = "batch/input/";
+/// Files scored by the bulk state machine rather than on upload (same layout).
+pub const BULK_PREFIX: &str = "batch/bulk/";
 /// Where results go.
 pub const OUTPUT_PREFIX: &str = "batch/output/";
 
@@ -50,7 +56,7 @@ pub struct BatchTarget {
 }
 
 impl BatchTarget {
-    /// Parses `batch/input/{model}[@alias|:version]/{path}`.
+    /// Parses `batch/input/{model}[@alias|:version]/{path}` (or the same under `batch/bulk/`).
     pub fn parse(key: &str) -> Result<Self, BatchError> {
         let invalid = |why: &str| BatchError::InvalidKey {
             key: key.to_string(),
@@ -58,7 +64,8 @@ impl BatchTarget {
         };
         let rest = key
             .strip_prefix(INPUT_PREFIX)
-            .ok_or_else(|| invalid("it is not under batch/input/"))?;
+            .or_else(|| key.strip_prefix(BULK_PREFIX))
+            .ok_or_else(|| invalid("it is not under batch/input/ (or batch/bulk/)"))?;
         let (model_part, path) = rest.split_once('/').ok_or_else(|| {
             invalid("it has no file below the model folder (batch/input/{model}/{file})")
         })?;
@@ -120,6 +127,9 @@ mod tests {
         assert_eq!(t.selector, VersionSelector::Alias("staging".into()));
         assert_eq!(t.format, RowFormat::JsonLines);
         assert_eq!(t.output_key, "batch/output/seed/x.jsonl");
+        let t = BatchTarget::parse("batch/bulk/seed@staging/part-7.csv").expect("bulk");
+        assert_eq!(t.output_key, "batch/output/seed/part-7.csv");
+        assert_eq!(t.input_key, "batch/bulk/seed@staging/part-7.csv");
         let t = BatchTarget::parse("batch/input/seed:3/x.csv").expect("version");
         assert_eq!(
             t.selector,

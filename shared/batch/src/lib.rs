@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{info, instrument};
 
-pub use keys::{BatchTarget, INPUT_PREFIX, OUTPUT_PREFIX, RowFormat};
+pub use keys::{BULK_PREFIX, BatchTarget, INPUT_PREFIX, OUTPUT_PREFIX, RowFormat};
 pub use rows::RowCounts;
 pub use watch::{InputWatcher, WatchPass};
 

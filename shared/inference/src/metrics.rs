@@ -19,6 +19,8 @@ pub enum MetricsSink {
 }
 
 /// Builds one EMF document: `dimensions` (name → value) and `values` (name, unit, value).
+/// Each metric is published twice: per dimension set (e.g. per model and status class) and with
+/// no dimensions at all, the stack-wide series that the template's alarms and dashboard read.
 pub fn emf_line(dimensions: &[(&str, &str)], values: &[(&str, &str, f64)]) -> Value {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -30,7 +32,7 @@ pub fn emf_line(dimensions: &[(&str, &str)], values: &[(&str, &str, f64)]) -> Va
             "Timestamp": timestamp,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>(), Vec::<&str>::new()],
                 "Metrics": values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
         }),
@@ -66,6 +68,7 @@ mod tests {
         let cw = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "maas");
         assert_eq!(cw["Dimensions"][0][0], "model");
+        assert_eq!(cw["Dimensions"][1], json!([]), "the stack-wide rollup");
         assert_eq!(cw["Metrics"][0]["Name"], "latency_ms");
         assert_eq!(cw["Metrics"][0]["Unit"], "Milliseconds");
         assert_eq!(doc["model"], "seed");
