@@ -12,6 +12,7 @@ mod onnx;
 mod predictor;
 pub mod push;
 mod tensor;
+pub mod threads;
 
 pub use predictor::{LoadTimings, LoadedModel};
 pub use push::{InspectedModel, PushOutcome, PushRequest, detect_format, inspect, push};

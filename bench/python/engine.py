@@ -1,0 +1,115 @@
+"""In-process engine measurements for onnxruntime or PyTorch, the same method as the Rust side
+(`maas-bench`): single-row latency (p50, p99) after a warm-up, then rows per second at each batch
+size (median of several runs of at least MIN_SECONDS). Prints one JSON object.
+
+Usage: engine.py ort|torch MODEL --threads N [--latency-iterations 3000] [--batches 1,32,256,4096]
+       [--runs 3] [--min-seconds 1.0]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def inputs(rows, width):
+    rng = np.random.default_rng(7)
+    return rng.uniform(-1.0, 1.0, size=(rows, width)).astype(np.float32)
+
+
+def ort_predictor(path, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    started = time.perf_counter()
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    build_ms = (time.perf_counter() - started) * 1e3
+    name = session.get_inputs()[0].name
+    return (lambda x: session.run(None, {name: x})[0]), build_ms, f"onnxruntime {ort.__version__}"
+
+
+def torch_predictor(path, threads):
+    import torch
+
+    from seed_model import load_state_dict
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    model = load_state_dict(path)
+    build_ms = (time.perf_counter() - started) * 1e3
+
+    def predict(x):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+
+    return predict, build_ms, f"torch {torch.__version__}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("engine", choices=["ort", "torch"])
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--latency-iterations", type=int, default=3000)
+    parser.add_argument("--batches", default="1,32,256,4096")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--min-seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    make = ort_predictor if args.engine == "ort" else torch_predictor
+    predict, build_ms, version = make(args.model, args.threads)
+
+    row = inputs(1, 1000)
+    for _ in range(min(args.latency_iterations, 500)):
+        predict(row.copy())
+    samples = []
+    for _ in range(args.latency_iterations):
+        x = row.copy()  # a fresh array each call, as a request would bring
+        started = time.perf_counter()
+        predict(x)
+        samples.append((time.perf_counter() - started) * 1e6)
+    samples.sort()
+
+    def quantile(q):
+        return samples[min(len(samples) - 1, round((len(samples) - 1) * q))]
+
+    throughput = []
+    for batch in [int(b) for b in args.batches.split(",")]:
+        x = inputs(batch, 1000)
+        predict(x)
+        runs = []
+        for _ in range(max(1, args.runs)):
+            started = time.perf_counter()
+            rows = 0
+            while time.perf_counter() - started < args.min_seconds:
+                predict(x)
+                rows += batch
+            runs.append(rows / (time.perf_counter() - started))
+        throughput.append(
+            {"batch": batch, "rows_per_second": statistics.median(runs), "runs": runs}
+        )
+    print(
+        json.dumps(
+            {
+                "engine": args.engine,
+                "version": version,
+                "threads": args.threads,
+                "build_ms": build_ms,
+                "latency": {
+                    "iterations": len(samples),
+                    "p50_us": quantile(0.5),
+                    "p99_us": quantile(0.99),
+                },
+                "throughput": throughput,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
