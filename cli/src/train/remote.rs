@@ -128,7 +128,7 @@ async fn follow(
                         unreadable = 0;
                         Some(status)
                     }
-                    // A store without atomic writes (a test double) can show a half-written
+                    // A store without atomic writes (s3s-fs in tests) can show a half-written
                     // file; only a status that stays unreadable is an error.
                     Err(e) if unreadable >= 10 => {
                         return Err(CliError::Remote(format!(
@@ -143,7 +143,13 @@ async fn follow(
             }
             Ok(_) => None,
             Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.into()),
+            // A poll that fails (a dropped connection, a throttled request) is retried; only a
+            // store that keeps failing ends the wait.
+            Err(e) if unreadable >= 10 => return Err(e.into()),
+            Err(_) => {
+                unreadable += 1;
+                None
+            }
         };
         if let Some(status) = status {
             let last = status
