@@ -403,7 +403,7 @@ def render(results, args):
         f"- **Versions**: {m['rustc']}; tract {m['tract']}, candle {m['candle']}; Python {m['python']}, "
         f"onnxruntime {m['onnxruntime']}, torch {m['torch']}, pandas {m['pandas']}, "
         f"FastAPI {m['fastapi']}, uvicorn {m['uvicorn']}; {m['wrk']}",
-        "- **Reproduce**: `bench/run` (everything, ~1 h) or `bench/run --quick` (smaller, ~10 min); "
+        "- **Reproduce**: `bench/run` (everything, ~1.5 h; `--score-runs 1` saves 35 min) or `bench/run --quick` (smaller, ~10 min); "
         "it installs the Python side into `bench/.venv` and wrk from Debian if missing.",
         "",
     ]
@@ -514,7 +514,9 @@ def render(results, args):
         lines += ["## Batch scoring", "",
                   f"A CSV of {ms['rows']:,} rows × 1000 features (+ target) in, the rows with a "
                   "prediction column out: `maas score` (tract, streaming) vs a pandas script "
-                  "(`read_csv` → onnxruntime `run` → `to_csv`).", "",
+                  "(`read_csv` → onnxruntime `run` → `to_csv`, in chunks of 100,000 rows: read "
+                  "whole, 1,000,000 rows need more than this machine's 24 GB and pandas is "
+                  "killed).", "",
                   "| side | wall | rows/s | peak RSS |", "|---|---|---|---|"]
         for name, v in b.items():
             lines.append(f"| {name} | {v['wall_s']:.1f} s | {v['rows_per_second']:,.0f} | "
@@ -550,6 +552,9 @@ def render(results, args):
                 r = two["maas"]["samples_per_second"] / one["maas"]["samples_per_second"]
                 summary.append((f"training batch {batch}: 2 threads ≥ 1.6× 1 thread", f"{r:.2f}×", r >= 1.6))
 
+    for name, error in results.get("errors", {}).items():
+        lines += [f"## {name}: did not complete", "", "```", error, "```", ""]
+        summary.append((f"{name}", "did not complete", False))
     head = ["## Targets", "", "| target | measured | |", "|---|---|---|"]
     head += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in summary]
     head.append("")
@@ -565,6 +570,10 @@ def main():
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--batches", default="1,32,256,4096")
+    parser.add_argument("--score-rows", type=int, help="rows of the scoring CSV (default 1,000,000)")
+    parser.add_argument("--score-runs", type=int, help="scoring runs (default 3)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sections of an earlier run's results.json")
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -577,8 +586,8 @@ def main():
     args.http_seconds = 5 if quick else 10
     args.http_runs = 2 if quick else 3
     args.uvicorn_workers = 2
-    args.score_rows = 100_000 if quick else 1_000_000
-    args.score_runs = 2 if quick else 3
+    args.score_rows = args.score_rows or (100_000 if quick else 1_000_000)
+    args.score_runs = args.score_runs or (2 if quick else 3)
     args.train_rows = 5_000 if quick else 10_000
     args.train_epochs = 3 if quick else 5
     args.train_batches = [64, 256]
@@ -586,8 +595,14 @@ def main():
 
     bench = Bench(args)
     started = datetime.datetime.now(datetime.timezone.utc)
-    bench.results["started"] = f"{started:%Y-%m-%d %H:%M} UTC"
-    bench.results["argv"] = sys.argv[1:]
+    earlier = Path(args.work) / "results.json"
+    if args.merge and earlier.exists():
+        bench.results = json.loads(earlier.read_text())
+        bench.results.pop("errors", None)
+        bench.results["argv"] = bench.results.get("argv", []) + ["+", *sys.argv[1:]]
+    else:
+        bench.results["started"] = f"{started:%Y-%m-%d %H:%M} UTC"
+        bench.results["argv"] = sys.argv[1:]
     bench.setup()
     sections = args.only.split(",")
     for name, step in [("cold", bench.cold_start), ("engines", bench.engines),
@@ -595,7 +610,12 @@ def main():
                        ("training", bench.training)]:
         if name in sections:
             log(f"== {name}")
-            step()
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001  (one failed comparison must not lose the rest)
+                log(f"{name} failed: {e}")
+                bench.results.setdefault("errors", {})[name] = str(e)[-500:]
+            (Path(args.work) / "results.json").write_text(json.dumps(bench.results, indent=2))
     bench.results["finished"] = f"{datetime.datetime.now(datetime.timezone.utc):%H:%M} UTC"
     bench.results["machine"] = machine_facts()
     (Path(args.work) / "results.json").write_text(json.dumps(bench.results, indent=2))
