@@ -126,7 +126,7 @@ async fn follow(
                 match serde_json::from_slice::<JobStatus>(&object.body) {
                     Ok(status) => {
                         unreadable = 0;
-                        Some(status)
+                        Some((status, object.etag))
                     }
                     // A store without atomic writes (s3s-fs in tests) can show a half-written
                     // file; only a status that stays unreadable is an error.
@@ -151,7 +151,7 @@ async fn follow(
                 None
             }
         };
-        if let Some(status) = status {
+        if let Some((status, etag)) = status {
             let last = status
                 .history
                 .last()
@@ -178,7 +178,7 @@ async fn follow(
                         ),
                     );
                     // Anything but this paused status is news.
-                    stale = store.get(&status_key).await.ok().map(|o| o.etag);
+                    stale = Some(etag);
                     store
                         .put(&request_key(job_id), request.clone(), PutCondition::None)
                         .await?;
