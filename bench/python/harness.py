@@ -137,8 +137,8 @@ class Bench:
     def cold_start(self):
         runs = self.args.cold_runs
         sides = {
-            "maas (tract)": [MAAS, "--store", self.store, "predict", "seed-onnx", "-i", self.row],
-            "maas (candle)": [MAAS, "--store", self.store, "predict", "seed-st", "-i", self.row],
+            "maas (ONNX)": [MAAS, "--store", self.store, "predict", "seed-onnx", "-i", self.row],
+            "maas (safetensors)": [MAAS, "--store", self.store, "predict", "seed-st", "-i", self.row],
             "Python + onnxruntime": [PY, HERE / "cold_start.py", "ort", self.onnx, self.row],
             "Python + PyTorch": [PY, HERE / "cold_start.py", "torch", self.pt, self.row],
         }
@@ -166,17 +166,24 @@ class Bench:
             common = ["--latency-iterations", self.args.latency_iterations, "--batches", batches,
                       "--runs", "1", "--min-seconds", self.args.min_seconds]
             env = {"RAYON_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+            # maas as it serves (the dense kernels for this MLP), then the engines' own paths.
+            engines_only = {"MAAS_DENSE_KERNELS": "off"}
             sides = {
-                "tract": [MAAS_BENCH, self.onnx, "--threads", threads, *common],
-                "candle": [MAAS_BENCH, self.safetensors, "--threads", threads, *common],
-                "onnxruntime": [PY, HERE / "engine.py", "ort", self.onnx, "--threads", threads,
-                                *common],
-                "PyTorch": [PY, HERE / "engine.py", "torch", self.pt, "--threads", threads, *common],
+                "maas (ONNX)": ([MAAS_BENCH, self.onnx, "--threads", threads, *common], {}),
+                "maas (safetensors)": ([MAAS_BENCH, self.safetensors, "--threads", threads,
+                                        *common], {}),
+                "tract": ([MAAS_BENCH, self.onnx, "--threads", threads, *common], engines_only),
+                "candle": ([MAAS_BENCH, self.safetensors, "--threads", threads, *common],
+                           engines_only),
+                "onnxruntime": ([PY, HERE / "engine.py", "ort", self.onnx, "--threads", threads,
+                                 *common], {}),
+                "PyTorch": ([PY, HERE / "engine.py", "torch", self.pt, "--threads", threads,
+                             *common], {}),
             }
             reports = {k: [] for k in sides}
             for r in range(reps):
-                for name, cmd in sides.items():
-                    _, _, text = run_with_rss(cmd, env=env)
+                for name, (cmd, extra) in sides.items():
+                    _, _, text = run_with_rss(cmd, env={**env, **extra})
                     reports[name].append(json.loads(text))
                 log(f"engines, {threads} thread(s), run {r + 1}/{reps}")
             out[str(threads)] = {
@@ -422,7 +429,7 @@ def render(results, args):
                          f"{v['wall_ms'] / ort['wall_ms']:.3f} | {v['wall_ms'] / pt['wall_ms']:.4f} | "
                          f"{v['peak_rss_mib'] / ort['peak_rss_mib']:.2f} |")
         lines.append("")
-        for engine in ["maas (tract)", "maas (candle)"]:
+        for engine in MAAS_PATHS:
             v = c[engine]
             summary.append((f"cold start {engine} ≤ 1/15 of Python + onnxruntime",
                             f"{v['wall_ms'] / ort['wall_ms']:.3f} (1/{ort['wall_ms'] / v['wall_ms']:.0f})",
@@ -440,7 +447,11 @@ def render(results, args):
                   "Single-row latency (a fresh input each call, after a warm-up) and rows/s at each "
                   "batch size. maas goes through its serving path (`LoadedModel::predict`: input "
                   "checks, the engine, postprocessing); onnxruntime and PyTorch call the session / "
-                  "module directly.", ""]
+                  "module directly. **maas (ONNX)** and **maas (safetensors)** are what `maas serve` "
+                  "runs: this MLP is a chain of dense layers, so both formats run on maas's "
+                  "packed-weight kernels (`shared/dense`). **tract** and **candle** are the same "
+                  "files on the engines' own paths (`MAAS_DENSE_KERNELS=off`), which serve every "
+                  "other graph.", ""]
         for threads, sides in e.items():
             ort = sides["onnxruntime"]
             lines += [f"### {threads} thread{'s' if threads != '1' else ''}", "",
@@ -456,14 +467,14 @@ def render(results, args):
             lines += ["", "Ratios in brackets are against onnxruntime (latency: lower is better; "
                       "rows/s: higher is better).", ""]
             if threads == "1":
-                for engine in ["tract", "candle"]:
+                for engine in MAAS_PATHS:
                     v = sides[engine]
                     summary.append((f"{engine} single-row p50 ≤ onnxruntime's (1 thread)",
                                     f"{v['p50_us']:.1f} vs {ort['p50_us']:.1f} µs",
                                     v["p50_us"] <= ort["p50_us"]))
         for threads, sides in e.items():
             ort = sides["onnxruntime"]
-            for engine in ["tract", "candle"]:
+            for engine in MAAS_PATHS:
                 worst = min(args.batches, key=lambda b: sides[engine]["rows_per_second"][str(b)]
                             / ort["rows_per_second"][str(b)])
                 ratio = sides[engine]["rows_per_second"][str(worst)] / ort["rows_per_second"][str(worst)]
@@ -478,7 +489,7 @@ def render(results, args):
                          for b in args.batches]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             lines.append("")
-            for engine in ["tract", "candle"]:
+            for engine in MAAS_PATHS:
                 big = [b for b in args.batches if b >= 256]
                 if not big:
                     continue
@@ -494,8 +505,8 @@ def render(results, args):
         conc = mh["connections"]
         lines += ["## HTTP serving", "",
                   f"`wrk -t2 -c{conc} -d{args.http_seconds}s` posting one Open Inference Protocol V2 "
-                  "JSON request of one row to `/v2/models/seed-onnx/infer`, against `maas serve` (tract, "
-                  f"one engine thread) and a FastAPI app on uvicorn with {args.uvicorn_workers} workers "
+                  "JSON request of one row to `/v2/models/seed-onnx/infer`, against `maas serve` (the "
+                  f"ONNX model on the dense kernels, one thread) and a FastAPI app on uvicorn with {args.uvicorn_workers} workers "
                   "running onnxruntime (one thread each) — the same route, body and load generator, "
                   "on the same 2 cores as the load generator.", "",
                   "| server | req/s | p50 | p99 | errors |", "|---|---|---|---|---|"]
@@ -513,7 +524,7 @@ def render(results, args):
         ms, pd_ = b["maas score"], b["pandas + onnxruntime"]
         lines += ["## Batch scoring", "",
                   f"A CSV of {ms['rows']:,} rows × 1000 features (+ target) in, the rows with a "
-                  "prediction column out: `maas score` (tract, streaming) vs a pandas script "
+                  "prediction column out: `maas score` (the ONNX model on the dense kernels, streaming) vs a pandas script "
                   "(`read_csv` → onnxruntime `run` → `to_csv`, in chunks of 100,000 rows: read "
                   "whole, 1,000,000 rows need more than this machine's 24 GB and pandas is "
                   "killed).", "",
@@ -560,6 +571,10 @@ def render(results, args):
     head.append("")
     intro_end = next(i for i, line in enumerate(lines) if line.startswith("## "))
     return "\n".join(lines[:intro_end] + head + lines[intro_end:]) + "\n"
+
+
+# The rows the engine targets are judged on: what maas serves the seed model with.
+MAAS_PATHS = ["maas (ONNX)", "maas (safetensors)"]
 
 
 def main():

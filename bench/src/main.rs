@@ -3,14 +3,15 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use maas_bench::{EnginePlan, load, measure};
 
 /// Engine latency and throughput on one model file.
 #[derive(Debug, Parser)]
 #[command(name = "maas-bench", about)]
 struct Args {
-    /// The model: .onnx (served by tract) or .safetensors (served by candle).
+    /// The model: .onnx or .safetensors, served as `maas serve` would (set MAAS_DENSE_KERNELS=off
+    /// for tract's or candle's own path where the dense kernels would run it).
     model: PathBuf,
     /// Threads per prediction. candle takes its count from RAYON_NUM_THREADS, which this sets
     /// nothing for: run with RAYON_NUM_THREADS=N.
@@ -28,15 +29,6 @@ struct Args {
     /// Minimum seconds per run.
     #[arg(long, default_value_t = 1.0)]
     min_seconds: f64,
-    /// What to report as the engine's name.
-    #[arg(long, value_enum)]
-    engine: Option<EngineName>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum EngineName {
-    Tract,
-    Candle,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -44,12 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     maas_engine::threads::set_threads(args.threads);
     let model = load(&args.model).await?;
-    let engine = match args.engine {
-        Some(EngineName::Tract) => "tract",
-        Some(EngineName::Candle) => "candle",
-        None if args.model.extension().is_some_and(|e| e == "onnx") => "tract",
-        None => "candle",
-    };
+    // What serves the model: tract, candle or the dense kernels (MAAS_DENSE_KERNELS=off keeps
+    // the engines' own paths).
+    let engine = model.executor();
     let threads = if engine == "candle" {
         maas_engine::threads::candle_threads()
     } else {

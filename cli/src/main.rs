@@ -2,9 +2,30 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = maas_cli::Cli::parse();
+    maas_engine::threads::configure_from_env();
+    // A one-shot prediction is a process start away from its answer: one thread drives it (the
+    // model load still hashes and parses on two blocking threads). Everything else gets the
+    // multi-threaded runtime.
+    let runtime = match cli.command {
+        maas_cli::Command::Predict(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(err) => {
+            eprintln!("error: can't start the async runtime: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: maas_cli::Cli) -> std::process::ExitCode {
     // A server logs every request; one-shot commands only warnings.
     let default_level = match cli.command {
         maas_cli::Command::Serve(_) => "info",

@@ -3,10 +3,14 @@
 //! served — pickles, unknown operators, truncated files, weights that don't chain — before the
 //! registry is touched.
 //!
+//! Chains of dense layers, in either format, run on this crate's own kernels over weights packed
+//! once at load (module `dense`) where the CPU has AVX-512 or AVX2; the engines serve everything else.
+//!
 //! No tract or candle type appears in this crate's public API: callers exchange [`Tensor`]s
 //! and manifests, so engines can change without touching the HTTP layer, the CLI or batch
 //! scoring.
 
+mod dense;
 mod mlp;
 mod onnx;
 mod predictor;

@@ -5,6 +5,9 @@
 //! comes from the manifest or, when none is given, is inferred from the names and shapes: the
 //! seed's `layer1, layer2, …`, `nn.Sequential`'s `0, 2, 4, …` or any prefix followed by numbers,
 //! ordered numerically, with ReLU between layers and none after the last.
+//!
+//! Where the CPU has them, the layers run on the packed-weight kernels of [`crate::dense`];
+//! otherwise (and for GELU) on candle.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +16,7 @@ use maas_core::{Activation, Architecture, DataType, DenseLayer, TensorSpec};
 use safetensors::SafeTensors;
 
 use crate::EngineError;
+use crate::dense::{DensePlan, LayerWeights};
 use crate::predictor::Predictor;
 use crate::tensor::{Tensor as MaasTensor, TensorData};
 
@@ -214,9 +218,17 @@ struct LoadedLayer {
     activation: Activation,
 }
 
-/// A candle MLP for one model version.
+/// How a version's layers run.
+enum Execution {
+    /// candle tensors.
+    Candle(Vec<LoadedLayer>),
+    /// The dense kernels.
+    Dense(DensePlan),
+}
+
+/// A safetensors MLP for one model version.
 pub(crate) struct MlpPredictor {
-    layers: Vec<LoadedLayer>,
+    execution: Execution,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -224,7 +236,13 @@ pub(crate) struct MlpPredictor {
 impl std::fmt::Debug for MlpPredictor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MlpPredictor")
-            .field("layers", &self.layers.len())
+            .field(
+                "execution",
+                &match &self.execution {
+                    Execution::Candle(layers) => format!("candle, {} layers", layers.len()),
+                    Execution::Dense(plan) => format!("{plan:?}"),
+                },
+            )
             .field("inputs", &self.inputs)
             .finish()
     }
@@ -260,6 +278,24 @@ impl MlpPredictor {
         inputs: Vec<TensorSpec>,
         outputs: Vec<TensorSpec>,
     ) -> Result<Self, EngineError> {
+        let allow_dense = crate::dense::dense_kernels_enabled();
+        Self::load_with(bytes, arch, inputs, outputs, allow_dense)
+    }
+
+    /// Whether the dense kernels serve this version (`false`: candle).
+    #[cfg(test)]
+    pub(crate) fn is_dense(&self) -> bool {
+        matches!(self.execution, Execution::Dense(_))
+    }
+
+    /// [`MlpPredictor::load`], with the dense kernels allowed or not.
+    pub(crate) fn load_with(
+        bytes: &[u8],
+        arch: &Architecture,
+        inputs: Vec<TensorSpec>,
+        outputs: Vec<TensorSpec>,
+        allow_dense: bool,
+    ) -> Result<Self, EngineError> {
         let shapes = tensor_shapes(bytes)?;
         check_dtypes(&shapes)?;
         check_architecture(arch, &shapes)?;
@@ -279,6 +315,13 @@ impl MlpPredictor {
             t.to_dtype(DType::F32).map_err(candle_error)
         };
         let Architecture::Mlp { layers: specs, .. } = arch;
+        if allow_dense && let Some(plan) = Self::dense_plan(specs, &mut take)? {
+            return Ok(Self {
+                execution: Execution::Dense(plan),
+                inputs,
+                outputs,
+            });
+        }
         let mut layers = Vec::with_capacity(specs.len());
         for spec in specs {
             let weight = take(format!("{}.weight", spec.name))?
@@ -301,15 +344,57 @@ impl MlpPredictor {
             });
         }
         Ok(Self {
-            layers,
+            execution: Execution::Candle(layers),
             inputs,
             outputs,
         })
     }
 
-    fn forward(&self, mut x: CandleTensor) -> candle_core::Result<CandleTensor> {
+    /// The layers packed for the dense kernels, or `None` where they can't run them.
+    fn dense_plan(
+        specs: &[DenseLayer],
+        take: &mut impl FnMut(String) -> Result<CandleTensor, EngineError>,
+    ) -> Result<Option<DensePlan>, EngineError> {
+        let Some(activations) = specs
+            .iter()
+            .map(|s| crate::dense::activation(s.activation))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        if crate::dense::Kernel::detect().is_none() {
+            return Ok(None);
+        }
+        let values = |t: CandleTensor| t.flatten_all()?.to_vec1::<f32>();
+        let mut owned = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let weight = values(take(format!("{}.weight", spec.name))?).map_err(candle_error)?;
+            let bias = if spec.bias {
+                Some(values(take(format!("{}.bias", spec.name))?).map_err(candle_error)?)
+            } else {
+                None
+            };
+            owned.push((weight, bias));
+        }
+        let layers: Vec<LayerWeights<'_>> = specs
+            .iter()
+            .zip(&owned)
+            .zip(activations)
+            .map(|((spec, (weight, bias)), activation)| LayerWeights {
+                weights: weight,
+                out_major: true,
+                in_features: spec.in_features,
+                out_features: spec.out_features,
+                bias: bias.as_deref(),
+                activation,
+            })
+            .collect();
+        Ok(DensePlan::new(&layers))
+    }
+
+    fn forward(layers: &[LoadedLayer], mut x: CandleTensor) -> candle_core::Result<CandleTensor> {
         let rows = x.dim(0)?;
-        for layer in &self.layers {
+        for layer in layers {
             x = if rows == 1 {
                 // One row against [out, in] rows: dot products over contiguous memory.
                 layer.weight.matmul(&x.t()?)?.t()?
@@ -340,7 +425,21 @@ impl Predictor for MlpPredictor {
         &self.outputs
     }
 
+    fn executor(&self) -> &'static str {
+        match &self.execution {
+            Execution::Candle(_) => "candle",
+            Execution::Dense(plan) => crate::dense::executor(plan),
+        }
+    }
+
     fn run(&self, inputs: Vec<MaasTensor>) -> Result<Vec<MaasTensor>, EngineError> {
+        let layers = match &self.execution {
+            Execution::Candle(layers) => layers,
+            Execution::Dense(plan) => {
+                let name = self.outputs.first().map_or("output", |s| s.name.as_str());
+                return crate::dense::run_tensor(plan, inputs, name).map(|t| vec![t]);
+            }
+        };
         let Some(input) = inputs.into_iter().next() else {
             return Err(EngineError::InvalidInput {
                 message: "no input tensor".into(),
@@ -355,7 +454,7 @@ impl Predictor for MlpPredictor {
         };
         let x =
             CandleTensor::from_vec(values, (rows, width), &Device::Cpu).map_err(candle_error)?;
-        let y = self.forward(x).map_err(candle_error)?;
+        let y = Self::forward(layers, x).map_err(candle_error)?;
         let (out_rows, out_width) = y.dims2().map_err(candle_error)?;
         let data = y
             .flatten_all()

@@ -1,5 +1,9 @@
 //! ONNX models through tract: parsed from bytes, checked for operators tract can't run, given a
 //! symbolic batch dimension, optimised once per version into a plan shared by every request.
+//!
+//! A graph that is only a chain of dense layers (`Gemm`, or `MatMul` then `Add`, each optionally
+//! followed by `Relu`, `Sigmoid` or `Tanh`, with constant weights) skips tract's optimiser and
+//! runs on the packed-weight kernels of [`crate::dense`] where the CPU has them.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,12 +13,21 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::EngineError;
+use crate::dense::{Activation, DensePlan, LayerWeights};
 use crate::predictor::Predictor;
 use crate::tensor::{Tensor as MaasTensor, TensorData};
 
-/// An optimised tract plan for one model version.
+/// How a version's graph runs.
+enum Execution {
+    /// tract's optimised plan.
+    Tract(Arc<TypedSimplePlan>),
+    /// The dense kernels (the graph is a chain of dense layers).
+    Dense(DensePlan),
+}
+
+/// An ONNX model ready to serve, through tract or the dense kernels.
 pub(crate) struct OnnxPredictor {
-    plan: Arc<TypedSimplePlan>,
+    execution: Execution,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -22,6 +35,13 @@ pub(crate) struct OnnxPredictor {
 impl std::fmt::Debug for OnnxPredictor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnnxPredictor")
+            .field(
+                "execution",
+                &match &self.execution {
+                    Execution::Tract(_) => "tract",
+                    Execution::Dense(_) => "dense",
+                },
+            )
             .field("inputs", &self.inputs)
             .field("outputs", &self.outputs)
             .finish()
@@ -89,6 +109,17 @@ fn load_error(e: impl std::fmt::Display) -> EngineError {
 impl OnnxPredictor {
     /// Parses, checks and optimises an ONNX model.
     pub(crate) fn load(bytes: &[u8]) -> Result<Self, EngineError> {
+        Self::load_with(bytes, crate::dense::dense_kernels_enabled())
+    }
+
+    /// Whether the dense kernels serve this version (`false`: tract's plan).
+    #[cfg(test)]
+    pub(crate) fn is_dense(&self) -> bool {
+        matches!(self.execution, Execution::Dense(_))
+    }
+
+    /// [`OnnxPredictor::load`], with the dense kernels allowed or not.
+    pub(crate) fn load_with(bytes: &[u8], allow_dense: bool) -> Result<Self, EngineError> {
         if bytes.is_empty() {
             return Err(EngineError::CorruptFile {
                 message: "the ONNX file is empty".into(),
@@ -130,6 +161,9 @@ impl OnnxPredictor {
         if !unsupported.is_empty() {
             return Err(EngineError::UnsupportedOperators { ops: unsupported });
         }
+        if allow_dense && let Some(dense) = dense_chain(graph) {
+            return Ok(dense);
+        }
 
         // A fixed leading dimension (an export without dynamic axes) becomes the symbol N, so
         // one plan serves every batch size; if the graph really depends on that size, the model
@@ -166,7 +200,7 @@ impl OnnxPredictor {
         }
         let plan = typed.into_runnable().map_err(load_error)?;
         Ok(Self {
-            plan,
+            execution: Execution::Tract(plan),
             inputs,
             outputs,
         })
@@ -237,12 +271,26 @@ impl Predictor for OnnxPredictor {
         &self.outputs
     }
 
+    fn executor(&self) -> &'static str {
+        match &self.execution {
+            Execution::Tract(_) => "tract",
+            Execution::Dense(plan) => crate::dense::executor(plan),
+        }
+    }
+
     fn run(&self, inputs: Vec<MaasTensor>) -> Result<Vec<MaasTensor>, EngineError> {
+        let plan = match &self.execution {
+            Execution::Tract(plan) => plan,
+            Execution::Dense(dense) => {
+                let name = self.outputs.first().map_or("output", |s| s.name.as_str());
+                return crate::dense::run_tensor(dense, inputs, name).map(|t| vec![t]);
+            }
+        };
         let values = inputs
             .into_iter()
             .map(to_tract)
             .collect::<Result<TVec<_>, _>>()?;
-        let results = self.plan.run(values).map_err(|e| EngineError::Inference {
+        let results = plan.run(values).map_err(|e| EngineError::Inference {
             message: format!("{e:#}"),
         })?;
         results
@@ -251,4 +299,196 @@ impl Predictor for OnnxPredictor {
             .map(|(value, spec)| from_tract(&spec.name, value))
             .collect()
     }
+}
+
+/// ONNX's FLOAT element type.
+const ONNX_FLOAT: i32 = 1;
+
+/// The values of a FLOAT initializer, from `raw_data` (little-endian) or `float_data`.
+fn initializer_values(t: &pb::TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != ONNX_FLOAT || t.external_data.iter().any(|e| !e.key.is_empty()) {
+        return None;
+    }
+    let expected = t
+        .dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))?;
+    let values: Vec<f32> = if !t.raw_data.is_empty() {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    } else {
+        t.float_data.clone()
+    };
+    (values.len() == expected).then_some(values)
+}
+
+fn int_attr(node: &pb::NodeProto, name: &str, default: i64) -> i64 {
+    node.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .map_or(default, |a| a.i)
+}
+
+fn float_attr(node: &pb::NodeProto, name: &str, default: f32) -> f32 {
+    node.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .map_or(default, |a| a.f)
+}
+
+/// The width of a rank-2 FLOAT graph value whose second dimension is fixed.
+fn fixed_width(info: &pb::ValueInfoProto) -> Option<usize> {
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value, type_proto};
+    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    let dims = &t.shape.as_ref()?.dim;
+    match (t.elem_type, dims.len(), dims.get(1)?.value.as_ref()?) {
+        (ONNX_FLOAT, 2, Value::DimValue(w)) => usize::try_from(*w).ok(),
+        _ => None,
+    }
+}
+
+/// One dense layer read from the graph, weights owned.
+struct ChainLayer {
+    weights: Vec<f32>,
+    out_major: bool,
+    in_features: usize,
+    out_features: usize,
+    bias: Option<Vec<f32>>,
+    activation: Activation,
+}
+
+/// Recognises a graph that is a chain of dense layers with constant weights and packs it for the
+/// dense kernels; `None` for anything else (tract serves it), or when the CPU has no kernel.
+fn dense_chain(graph: &pb::GraphProto) -> Option<OnnxPredictor> {
+    let initializers: std::collections::HashMap<&str, &pb::TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let inputs: Vec<&pb::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains_key(i.name.as_str()))
+        .collect();
+    let ([input], [output]) = (inputs.as_slice(), graph.output.as_slice()) else {
+        return None;
+    };
+    let in_width = fixed_width(input)?;
+    let mut current = input.name.as_str();
+    let mut width = in_width;
+    let mut layers: Vec<ChainLayer> = Vec::new();
+    // The layer the next node may complete with a bias or an activation.
+    let mut open = false;
+    for node in &graph.node {
+        if node.input.first().map(String::as_str) != Some(current) || node.output.len() != 1 {
+            return None;
+        }
+        let constant = |ix: usize| -> Option<(&pb::TensorProto, Vec<f32>)> {
+            let t = initializers.get(node.input.get(ix)?.as_str())?;
+            Some((t, initializer_values(t)?))
+        };
+        match node.op_type.as_str() {
+            "Gemm" | "MatMul" => {
+                let gemm = node.op_type == "Gemm";
+                if gemm
+                    && (int_attr(node, "transA", 0) != 0
+                        || float_attr(node, "alpha", 1.0) != 1.0
+                        || float_attr(node, "beta", 1.0) != 1.0)
+                {
+                    return None;
+                }
+                let out_major = gemm && int_attr(node, "transB", 0) == 1;
+                let (w, weights) = constant(1)?;
+                let (k, n) = match (w.dims.as_slice(), out_major) {
+                    (&[n, k], true) | (&[k, n], false) => {
+                        (usize::try_from(k).ok()?, usize::try_from(n).ok()?)
+                    }
+                    _ => return None,
+                };
+                if k != width {
+                    return None;
+                }
+                let bias = match node.input.get(2).filter(|name| !name.is_empty()) {
+                    Some(_) if gemm => Some(bias_values(constant(2)?, n)?),
+                    Some(_) => return None,
+                    None => None,
+                };
+                if node.input.len() > 3 || (!gemm && node.input.len() != 2) {
+                    return None;
+                }
+                layers.push(ChainLayer {
+                    weights,
+                    out_major,
+                    in_features: k,
+                    out_features: n,
+                    bias,
+                    activation: Activation::None,
+                });
+                width = n;
+                open = true;
+            }
+            "Add" => {
+                let layer = layers.last_mut().filter(|_| open)?;
+                if layer.bias.is_some()
+                    || layer.activation != Activation::None
+                    || node.input.len() != 2
+                {
+                    return None;
+                }
+                layer.bias = Some(bias_values(constant(1)?, layer.out_features)?);
+            }
+            "Relu" | "Sigmoid" | "Tanh" => {
+                let layer = layers.last_mut().filter(|_| open)?;
+                if layer.activation != Activation::None || node.input.len() != 1 {
+                    return None;
+                }
+                layer.activation = match node.op_type.as_str() {
+                    "Relu" => Activation::Relu,
+                    "Sigmoid" => Activation::Sigmoid,
+                    _ => Activation::Tanh,
+                };
+                open = false;
+            }
+            _ => return None,
+        }
+        current = node.output[0].as_str();
+    }
+    if current != output.name || layers.is_empty() {
+        return None;
+    }
+    if fixed_width(output).is_some_and(|w| w != width) {
+        return None;
+    }
+    let weights: Vec<LayerWeights<'_>> = layers
+        .iter()
+        .map(|l| LayerWeights {
+            weights: &l.weights,
+            out_major: l.out_major,
+            in_features: l.in_features,
+            out_features: l.out_features,
+            bias: l.bias.as_deref(),
+            activation: l.activation,
+        })
+        .collect();
+    let plan = DensePlan::new(&weights)?;
+    let spec = |name: &str, width: usize| TensorSpec {
+        name: name.to_string(),
+        datatype: DataType::Fp32,
+        shape: vec![-1, width as i64],
+    };
+    Some(OnnxPredictor {
+        inputs: vec![spec(&input.name, in_width)],
+        outputs: vec![spec(&output.name, width)],
+        execution: Execution::Dense(plan),
+    })
+}
+
+/// A bias initializer of `n` values, shaped `[n]` or `[1, n]`.
+fn bias_values((t, values): (&pb::TensorProto, Vec<f32>), n: usize) -> Option<Vec<f32>> {
+    let n64 = n as i64;
+    matches!(t.dims.as_slice(), [d] | [1, d] if *d == n64).then_some(values)
 }

@@ -23,6 +23,8 @@ pub(crate) trait Predictor: Send + Sync + std::fmt::Debug {
     fn outputs(&self) -> &[TensorSpec];
     /// Runs one batch.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError>;
+    /// What runs the graph: `tract`, `candle` or `dense-avx512` / `dense-avx2`.
+    fn executor(&self) -> &'static str;
 }
 
 /// Timings of loading one version, for cold-start reporting.
@@ -89,8 +91,10 @@ impl LoadedModel {
         Self::load_version(registry, model, version).await
     }
 
-    /// Fetches one version's manifest and primary artifact (checking its SHA-256) and builds its
-    /// engine on a blocking thread.
+    /// Fetches one version's manifest and primary artifact and builds its engine on a blocking
+    /// thread while another checks the artifact's SHA-256: the model is returned only if the
+    /// check passes, and a corrupted artifact is reported as such even when it also fails to
+    /// parse.
     #[instrument(skip_all, fields(model = %model, version = %version))]
     pub async fn load_version(
         registry: &Registry,
@@ -99,16 +103,23 @@ impl LoadedModel {
     ) -> Result<Self, EngineError> {
         let started = Instant::now();
         let manifest = registry.manifest(model, version).await?;
-        let artifact = registry
-            .artifact(&manifest, manifest.format.artifact_name())
-            .await?;
+        let name = manifest.format.artifact_name();
+        let artifact = registry.artifact_unchecked(&manifest, name).await?;
         let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut loaded =
-            tokio::task::spawn_blocking(move || LoadedModel::from_artifact(manifest, &artifact))
-                .await
-                .map_err(|e| EngineError::Inference {
-                    message: format!("model build did not finish: {e}"),
-                })??;
+        let check = {
+            let (manifest, artifact) = (manifest.clone(), artifact.clone());
+            tokio::task::spawn_blocking(move || {
+                Registry::check_artifact(&manifest, name, &artifact)
+            })
+        };
+        let build =
+            tokio::task::spawn_blocking(move || LoadedModel::from_artifact(manifest, &artifact));
+        let unfinished = |e: tokio::task::JoinError| EngineError::Inference {
+            message: format!("model load did not finish: {e}"),
+        };
+        let (checked, built) = tokio::join!(check, build);
+        checked.map_err(unfinished)??;
+        let mut loaded = built.map_err(unfinished)??;
         loaded.timings.fetch_ms = fetch_ms;
         info!(
             model = %model,
@@ -172,6 +183,12 @@ impl LoadedModel {
     /// How long fetching and building took.
     pub fn timings(&self) -> LoadTimings {
         self.timings
+    }
+
+    /// What runs this version: `tract`, `candle`, or maas's dense kernels (`dense-avx512`,
+    /// `dense-avx2`) for a chain of dense layers in either format.
+    pub fn executor(&self) -> &'static str {
+        self.predictor.executor()
     }
 
     /// Runs a batch. Inputs are matched to the model's by name (a lone input may have any name),

@@ -241,6 +241,35 @@ impl Registry {
         manifest: &Manifest,
         artifact: &str,
     ) -> Result<Bytes, RegistryError> {
+        let body = self.artifact_unchecked(manifest, artifact).await?;
+        Self::check_artifact(manifest, artifact, &body)?;
+        Ok(body)
+    }
+
+    /// Reads an artifact of a version without checking it: a caller that checks it with
+    /// [`Registry::check_artifact`] while it does other work (a model load parses the bytes on
+    /// one core while the other hashes them) must not use the bytes until the check passes.
+    pub async fn artifact_unchecked(
+        &self,
+        manifest: &Manifest,
+        artifact: &str,
+    ) -> Result<Bytes, RegistryError> {
+        if !manifest.artifacts.contains_key(artifact) {
+            return Err(RegistryError::CorruptDocument {
+                key: keys::version_file(&manifest.name, manifest.version, keys::MANIFEST),
+                message: format!("it lists no artifact named {artifact:?}"),
+            });
+        }
+        let key = keys::version_file(&manifest.name, manifest.version, artifact);
+        Ok(self.store.get(&key).await?.body)
+    }
+
+    /// Checks an artifact's bytes against the manifest's SHA-256 and size.
+    pub fn check_artifact(
+        manifest: &Manifest,
+        artifact: &str,
+        body: &[u8],
+    ) -> Result<(), RegistryError> {
         let expected =
             manifest
                 .artifacts
@@ -249,10 +278,9 @@ impl Registry {
                     key: keys::version_file(&manifest.name, manifest.version, keys::MANIFEST),
                     message: format!("it lists no artifact named {artifact:?}"),
                 })?;
-        let key = keys::version_file(&manifest.name, manifest.version, artifact);
-        let body = self.store.get(&key).await?.body;
-        let actual = sha256_hex(&body);
+        let actual = sha256_hex(body);
         if actual != expected.sha256 || body.len() as u64 != expected.size {
+            let key = keys::version_file(&manifest.name, manifest.version, artifact);
             warn!(%key, "artifact checksum mismatch");
             return Err(RegistryError::CorruptArtifact {
                 model: manifest.name.clone(),
@@ -264,7 +292,7 @@ impl Registry {
                 actual_size: body.len() as u64,
             });
         }
-        Ok(body)
+        Ok(())
     }
 
     /// The alias document, if the alias exists.

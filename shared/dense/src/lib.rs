@@ -1,0 +1,765 @@
+//! Dense-layer chains (MLPs) on weights packed once at load, for x86-64 with AVX-512 or AVX2.
+//!
+//! Both engines multiply a layer's weights as they were stored: every prediction re-packs them
+//! into the layout the matrix kernel reads (or walks them strided), then adds the bias and applies
+//! the activation in separate passes over the output. For the networks maas serves most, a chain
+//! of fully connected layers, that repacking is most of the cost below a few hundred rows. Here
+//! each layer's weights are packed once, when the version loads, into column panels of
+//! [`PANEL`] floats stored row after row of the input dimension; a register-blocked kernel
+//! multiplies a few input rows by one panel and adds the bias and the activation before it stores
+//! the result, so each output is written once.
+//!
+//! With more than one thread, a layer's panels are split between the calling thread and the
+//! workers of a pool owned by this module: each thread reads only its share of the weights.
+//!
+//! The kernels need AVX-512F, or AVX2 with FMA, picked at run time. On other CPUs (e.g. Graviton)
+//! [`DensePlan::new`] returns `None` and the caller serves the model another way.
+//!
+//! This is the workspace's one crate with `unsafe` code: the intrinsics, and the output pointer
+//! that the threads of one layer share, each writing its own columns.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The activation a layer applies to its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// None (an output layer).
+    None,
+    /// max(0, x), in the kernels' epilogue.
+    Relu,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
+    /// tanh(x).
+    Tanh,
+}
+
+/// Output columns per packed panel: two AVX-512 registers, four AVX2 registers.
+const PANEL: usize = 32;
+
+/// Bytes of input rows kept hot while a chunk of rows sweeps every panel of a layer.
+const ROW_CHUNK_BYTES: usize = 384 * 1024;
+
+/// Scratch buffers larger than this (16 MiB) are given back after the call instead of kept.
+const SCRATCH_KEEP_FLOATS: usize = 4 << 20;
+
+/// Below this many multiply-adds a layer runs on one thread: waking a worker costs more.
+const PARALLEL_MIN_MACS: usize = 64 * 1024;
+
+/// The matrix kernel a CPU supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// 6 rows × 32 columns in 12 ZMM accumulators.
+    Avx512,
+    /// 3 rows × 32 columns in 12 YMM accumulators.
+    Avx2,
+}
+
+impl Kernel {
+    /// The best kernel this CPU runs, if any.
+    pub fn detect() -> Option<Self> {
+        Self::available().into_iter().next()
+    }
+
+    /// Every kernel this CPU runs, best first.
+    pub fn available() -> Vec<Self> {
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .collect()
+    }
+
+    /// Whether this CPU runs the kernel.
+    pub fn is_supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Kernel::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+
+    /// Rows one kernel call covers.
+    fn rows(self) -> usize {
+        match self {
+            Kernel::Avx512 => 6,
+            Kernel::Avx2 => 3,
+        }
+    }
+}
+
+/// One layer: `y = activation(x · Wᵀ + b)`, weights packed into panels.
+struct PackedLayer {
+    in_features: usize,
+    out_features: usize,
+    /// `panels × in_features × PANEL` floats starting at `offset`, 64-byte aligned; columns past
+    /// `out_features` are zero.
+    storage: Vec<f32>,
+    offset: usize,
+    /// `panels × PANEL` floats, zero past `out_features`.
+    bias: Vec<f32>,
+    activation: Activation,
+}
+
+impl PackedLayer {
+    fn panels(&self) -> usize {
+        self.out_features.div_ceil(PANEL)
+    }
+
+    fn panel(&self, index: usize) -> *const f32 {
+        self.storage[self.offset + index * self.in_features * PANEL..].as_ptr()
+    }
+}
+
+/// Weights of one layer as the caller holds them.
+pub struct LayerWeights<'a> {
+    /// Row-major weights.
+    pub weights: &'a [f32],
+    /// `true`: `[out_features, in_features]` (PyTorch, ONNX `Gemm` with `transB=1`);
+    /// `false`: `[in_features, out_features]` (ONNX `MatMul`, `Gemm` with `transB=0`).
+    pub out_major: bool,
+    /// Inputs per row.
+    pub in_features: usize,
+    /// Outputs per row.
+    pub out_features: usize,
+    /// `out_features` values added to every row, if the layer has a bias.
+    pub bias: Option<&'a [f32]>,
+    /// Applied after the bias.
+    pub activation: Activation,
+}
+
+/// A chain of dense layers ready to run.
+pub struct DensePlan {
+    layers: Vec<PackedLayer>,
+    kernel: Kernel,
+}
+
+impl std::fmt::Debug for DensePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DensePlan")
+            .field("kernel", &self.kernel)
+            .field(
+                "layers",
+                &self
+                    .layers
+                    .iter()
+                    .map(|l| (l.in_features, l.out_features, l.activation))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl DensePlan {
+    /// Packs `layers` for this CPU's kernel; `None` when the CPU has none or the layers don't
+    /// chain.
+    pub fn new(layers: &[LayerWeights<'_>]) -> Option<Self> {
+        Self::with_kernel(layers, Kernel::detect()?)
+    }
+
+    /// [`DensePlan::new`] with a chosen kernel (tests run every kernel the CPU has); `None` if
+    /// the CPU doesn't run it.
+    pub fn with_kernel(layers: &[LayerWeights<'_>], kernel: Kernel) -> Option<Self> {
+        if layers.is_empty() || !kernel.is_supported() {
+            return None;
+        }
+        let mut packed = Vec::with_capacity(layers.len());
+        for (i, layer) in layers.iter().enumerate() {
+            let (k, n) = (layer.in_features, layer.out_features);
+            if k == 0
+                || n == 0
+                || layer.weights.len() != k * n
+                || layer.bias.is_some_and(|b| b.len() != n)
+                || (i > 0 && layers[i - 1].out_features != k)
+            {
+                return None;
+            }
+            packed.push(pack(layer));
+        }
+        Some(Self {
+            layers: packed,
+            kernel,
+        })
+    }
+
+    /// Input width.
+    pub fn in_features(&self) -> usize {
+        self.layers[0].in_features
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        self.layers[self.layers.len() - 1].out_features
+    }
+
+    /// The kernel the plan runs on.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Runs `rows` rows of `input` (row-major, `rows × in_features`) through every layer.
+    ///
+    /// # Panics
+    /// If `input` doesn't hold `rows × in_features` values.
+    pub fn forward(&self, input: &[f32], rows: usize) -> Vec<f32> {
+        assert_eq!(input.len(), rows * self.in_features(), "input size");
+        let threads = threads();
+        let last = self.layers.len() - 1;
+        let mut output = vec![0.0f32; rows * self.out_features()];
+        // Hidden activations live in this thread's two scratch buffers, reused call after call,
+        // so a large batch doesn't map, fault in and zero fresh pages for every layer.
+        SCRATCH.with_borrow_mut(|[front, back]| {
+            for (i, layer) in self.layers.iter().enumerate() {
+                let x: &[f32] = if i == 0 { input } else { &front[..] };
+                if i == last {
+                    self.run_layer(layer, x, rows, &mut output, threads);
+                } else {
+                    back.resize(rows * layer.out_features, 0.0);
+                    back.truncate(rows * layer.out_features);
+                    self.run_layer(layer, x, rows, back, threads);
+                    std::mem::swap(front, back);
+                }
+            }
+            for buffer in [front, back] {
+                if buffer.capacity() > SCRATCH_KEEP_FLOATS {
+                    *buffer = Vec::new();
+                }
+            }
+        });
+        output
+    }
+
+    fn run_layer(
+        &self,
+        layer: &PackedLayer,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        let panels = layer.panels();
+        let parts = if rows * layer.in_features * layer.out_features < PARALLEL_MIN_MACS {
+            1
+        } else {
+            threads.min(panels).max(1)
+        };
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        let run_part = |part: usize| {
+            let first = panels * part / parts;
+            let last = panels * (part + 1) / parts;
+            // SAFETY: parts cover disjoint panel ranges, i.e. disjoint output columns, of an
+            // `out` that outlives the scope below.
+            unsafe { self.panels_range(layer, x, rows, out_ptr, first..last) }
+        };
+        if parts == 1 {
+            run_part(0);
+            return;
+        }
+        pool(threads).in_place_scope(|scope| {
+            for part in 1..parts {
+                scope.spawn(move |_| run_part(part));
+            }
+            run_part(0);
+        });
+    }
+
+    /// Computes output columns of panels `range` for every row.
+    ///
+    /// # Safety
+    /// `out` points to `rows × out_features` floats that no one else writes in these columns.
+    unsafe fn panels_range(
+        &self,
+        layer: &PackedLayer,
+        x: &[f32],
+        rows: usize,
+        out: SharedOut,
+        range: std::ops::Range<usize>,
+    ) {
+        let k = layer.in_features;
+        let n = layer.out_features;
+        let mr = self.kernel.rows();
+        let chunk = (ROW_CHUNK_BYTES / (k * 4)).max(mr) / mr * mr;
+        let mut row0 = 0;
+        while row0 < rows {
+            let chunk_rows = chunk.min(rows - row0);
+            for panel in range.clone() {
+                let cols = PANEL.min(n - panel * PANEL);
+                let tile = Tile {
+                    k,
+                    panel: layer.panel(panel),
+                    bias: layer.bias[panel * PANEL..].as_ptr(),
+                    ldc: n,
+                    cols,
+                    activation: layer.activation,
+                };
+                let mut r = row0;
+                while r < row0 + chunk_rows {
+                    let block = mr.min(row0 + chunk_rows - r);
+                    // SAFETY: rows r..r+block of x exist (k floats each); the output tile is
+                    // rows r..r+block, columns panel*PANEL..+cols, inside `out`.
+                    unsafe {
+                        let a = x.as_ptr().add(r * k);
+                        let c = out.0.add(r * n + panel * PANEL);
+                        tile.run(self.kernel, block, a, c);
+                    }
+                    r += block;
+                }
+            }
+            row0 += chunk_rows;
+        }
+    }
+}
+
+/// A raw output pointer handed to the threads of one layer; each writes its own columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: see `panels_range`: threads write disjoint columns and the buffer outlives them.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// Packs a layer's weights into panels and pads its bias.
+fn pack(layer: &LayerWeights<'_>) -> PackedLayer {
+    let (k, n) = (layer.in_features, layer.out_features);
+    let panels = n.div_ceil(PANEL);
+    let len = panels * k * PANEL;
+    // 16 spare floats let the panels start on a 64-byte boundary.
+    let mut storage = vec![0.0f32; len + 16];
+    let offset = storage.as_ptr().align_offset(64).min(16);
+    let packed = &mut storage[offset..offset + len];
+    for panel in 0..panels {
+        let base = panel * k * PANEL;
+        for col in 0..PANEL.min(n - panel * PANEL) {
+            let j = panel * PANEL + col;
+            for p in 0..k {
+                let w = if layer.out_major {
+                    layer.weights[j * k + p]
+                } else {
+                    layer.weights[p * n + j]
+                };
+                packed[base + p * PANEL + col] = w;
+            }
+        }
+    }
+    let mut bias = vec![0.0f32; panels * PANEL];
+    if let Some(b) = layer.bias {
+        bias[..n].copy_from_slice(b);
+    }
+    PackedLayer {
+        in_features: k,
+        out_features: n,
+        storage,
+        offset,
+        bias,
+        activation: layer.activation,
+    }
+}
+
+/// One panel of one layer, as the kernels see it.
+struct Tile {
+    k: usize,
+    panel: *const f32,
+    bias: *const f32,
+    ldc: usize,
+    /// Columns of this panel that exist (≤ [`PANEL`]).
+    cols: usize,
+    activation: Activation,
+}
+
+impl Tile {
+    /// Writes `rows` (≤ the kernel's rows) rows × `cols` columns at `c` from the rows at `a`.
+    ///
+    /// # Safety
+    /// `a` holds `rows × k` floats; `c` has `rows` rows of stride `ldc` with `cols` writable
+    /// columns; the CPU supports `kernel`.
+    unsafe fn run(&self, kernel: Kernel, rows: usize, a: *const f32, c: *mut f32) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match (kernel, rows) {
+                (Kernel::Avx512, 6) => x86::avx512::<6>(self, a, c),
+                (Kernel::Avx512, 5) => x86::avx512::<5>(self, a, c),
+                (Kernel::Avx512, 4) => x86::avx512::<4>(self, a, c),
+                (Kernel::Avx512, 3) => x86::avx512::<3>(self, a, c),
+                (Kernel::Avx512, 2) => x86::avx512::<2>(self, a, c),
+                (Kernel::Avx512, _) => x86::avx512_one_row(self, a, c),
+                (Kernel::Avx2, 3) => x86::avx2::<3>(self, a, c),
+                (Kernel::Avx2, 2) => x86::avx2::<2>(self, a, c),
+                (Kernel::Avx2, _) => x86::avx2::<1>(self, a, c),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (kernel, rows, a, c);
+            unreachable!("dense kernels exist only on x86-64");
+        }
+    }
+
+    /// Applies an activation with no vector form to a stored row.
+    fn finish_row(&self, row: &mut [f32]) {
+        match self.activation {
+            Activation::Sigmoid => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Activation::Tanh => row.iter_mut().for_each(|v| *v = v.tanh()),
+            Activation::None | Activation::Relu => {}
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The AVX-512 and AVX2 kernels.
+
+    use std::arch::x86_64::*;
+
+    use super::Activation;
+    use super::{PANEL, Tile};
+
+    /// `R` rows × 32 columns: 2·R ZMM accumulators, one broadcast per row and input.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512<const R: usize>(t: &Tile, a: *const f32, c: *mut f32) {
+        // SAFETY: the caller guarantees the buffers' extents and the CPU feature.
+        unsafe {
+            let mut lo = [_mm512_setzero_ps(); R];
+            let mut hi = [_mm512_setzero_ps(); R];
+            let mut b = t.panel;
+            for p in 0..t.k {
+                let b0 = _mm512_load_ps(b);
+                let b1 = _mm512_load_ps(b.add(16));
+                for r in 0..R {
+                    let x = _mm512_set1_ps(*a.add(r * t.k + p));
+                    lo[r] = _mm512_fmadd_ps(x, b0, lo[r]);
+                    hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
+                }
+                b = b.add(PANEL);
+            }
+            store512::<R>(t, &lo, &hi, c);
+        }
+    }
+
+    /// One row × 32 columns, four inputs at a time into eight accumulators: a single row has
+    /// too few independent sums to hide the latency of a multiply-add.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512_one_row(t: &Tile, a: *const f32, c: *mut f32) {
+        // SAFETY: as `avx512`.
+        unsafe {
+            let mut lo = [_mm512_setzero_ps(); 4];
+            let mut hi = [_mm512_setzero_ps(); 4];
+            let mut b = t.panel;
+            let mut p = 0;
+            while p + 4 <= t.k {
+                for u in 0..4 {
+                    let x = _mm512_set1_ps(*a.add(p + u));
+                    lo[u] = _mm512_fmadd_ps(x, _mm512_load_ps(b), lo[u]);
+                    hi[u] = _mm512_fmadd_ps(x, _mm512_load_ps(b.add(16)), hi[u]);
+                    b = b.add(PANEL);
+                }
+                p += 4;
+            }
+            while p < t.k {
+                let x = _mm512_set1_ps(*a.add(p));
+                lo[0] = _mm512_fmadd_ps(x, _mm512_load_ps(b), lo[0]);
+                hi[0] = _mm512_fmadd_ps(x, _mm512_load_ps(b.add(16)), hi[0]);
+                b = b.add(PANEL);
+                p += 1;
+            }
+            let lo = [_mm512_add_ps(
+                _mm512_add_ps(lo[0], lo[1]),
+                _mm512_add_ps(lo[2], lo[3]),
+            )];
+            let hi = [_mm512_add_ps(
+                _mm512_add_ps(hi[0], hi[1]),
+                _mm512_add_ps(hi[2], hi[3]),
+            )];
+            store512::<1>(t, &lo, &hi, c);
+        }
+    }
+
+    /// Bias, activation and a (masked, at the last panel) store of `R` rows.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store512<const R: usize>(t: &Tile, lo: &[__m512; R], hi: &[__m512; R], c: *mut f32) {
+        // SAFETY: as `avx512`; masked stores touch only the `cols` columns that exist.
+        unsafe {
+            let bias_lo = _mm512_loadu_ps(t.bias);
+            let bias_hi = _mm512_loadu_ps(t.bias.add(16));
+            let zero = _mm512_setzero_ps();
+            let mask_lo: __mmask16 = if t.cols >= 16 {
+                0xffff
+            } else {
+                ((1u32 << t.cols) - 1) as u16
+            };
+            let mask_hi: __mmask16 = if t.cols >= 32 {
+                0xffff
+            } else if t.cols > 16 {
+                ((1u32 << (t.cols - 16)) - 1) as u16
+            } else {
+                0
+            };
+            for r in 0..R {
+                let mut v0 = _mm512_add_ps(lo[r], bias_lo);
+                let mut v1 = _mm512_add_ps(hi[r], bias_hi);
+                if t.activation == Activation::Relu {
+                    v0 = _mm512_max_ps(v0, zero);
+                    v1 = _mm512_max_ps(v1, zero);
+                }
+                let row = c.add(r * t.ldc);
+                _mm512_mask_storeu_ps(row, mask_lo, v0);
+                _mm512_mask_storeu_ps(row.add(16), mask_hi, v1);
+                if !matches!(t.activation, Activation::None | Activation::Relu) {
+                    t.finish_row(std::slice::from_raw_parts_mut(row, t.cols));
+                }
+            }
+        }
+    }
+
+    /// `R` rows × 32 columns in 4·R YMM accumulators.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2<const R: usize>(t: &Tile, a: *const f32, c: *mut f32) {
+        // SAFETY: as `avx512`.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 4]; R];
+            let mut b = t.panel;
+            for p in 0..t.k {
+                let bs = [
+                    _mm256_load_ps(b),
+                    _mm256_load_ps(b.add(8)),
+                    _mm256_load_ps(b.add(16)),
+                    _mm256_load_ps(b.add(24)),
+                ];
+                for r in 0..R {
+                    let x = _mm256_set1_ps(*a.add(r * t.k + p));
+                    for q in 0..4 {
+                        acc[r][q] = _mm256_fmadd_ps(x, bs[q], acc[r][q]);
+                    }
+                }
+                b = b.add(PANEL);
+            }
+            let zero = _mm256_setzero_ps();
+            let mut staged = [0.0f32; PANEL];
+            for r in 0..R {
+                for q in 0..4 {
+                    let mut v = _mm256_add_ps(acc[r][q], _mm256_loadu_ps(t.bias.add(8 * q)));
+                    if t.activation == Activation::Relu {
+                        v = _mm256_max_ps(v, zero);
+                    }
+                    _mm256_storeu_ps(staged.as_mut_ptr().add(8 * q), v);
+                }
+                let row = std::slice::from_raw_parts_mut(c.add(r * t.ldc), t.cols);
+                row.copy_from_slice(&staged[..t.cols]);
+                t.finish_row(row);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread buffers for hidden layers' outputs.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Threads the dense kernels use per prediction (1 unless set).
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Sets the threads per prediction (process-wide). The worker pool is sized by the first
+/// prediction that uses more than one.
+pub fn set_threads(n: usize) {
+    THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// Threads per prediction.
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
+
+/// The worker pool: `threads - 1` workers, the caller being the last thread.
+fn pool(threads: usize) -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.saturating_sub(1).max(1))
+            .thread_name(|i| format!("maas-dense-{i}"))
+            .build()
+            .expect("the dense kernels' worker threads start")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The same network in f64, weights as given.
+    fn reference(layers: &[LayerWeights<'_>], input: &[f32], rows: usize) -> Vec<f32> {
+        let mut x: Vec<f64> = input.iter().map(|&v| v as f64).collect();
+        for l in layers {
+            let (k, n) = (l.in_features, l.out_features);
+            let mut y = vec![0.0f64; rows * n];
+            for r in 0..rows {
+                for j in 0..n {
+                    let mut sum = l.bias.map_or(0.0, |b| b[j] as f64);
+                    for p in 0..k {
+                        let w = if l.out_major {
+                            l.weights[j * k + p]
+                        } else {
+                            l.weights[p * n + j]
+                        };
+                        sum += x[r * k + p] * w as f64;
+                    }
+                    y[r * n + j] = match l.activation {
+                        Activation::None => sum,
+                        Activation::Relu => sum.max(0.0),
+                        Activation::Sigmoid => 1.0 / (1.0 + (-sum).exp()),
+                        Activation::Tanh => sum.tanh(),
+                    };
+                }
+            }
+            x = y;
+        }
+        x.into_iter().map(|v| v as f32).collect()
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        // f32 sums of thousands of terms drift from f64 by a little of the outputs' scale;
+        // a wrong row, column or bias is off by the whole scale.
+        let scale = want.iter().fold(1.0f32, |m, w| m.max(w.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * scale,
+                "{what}: element {i}: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_kernel_matches_a_reference_across_shapes_layouts_and_activations() {
+        let kernels = Kernel::available();
+        if kernels.is_empty() {
+            eprintln!("no dense kernel on this CPU; nothing to check");
+            return;
+        }
+        let activations = [
+            Activation::Relu,
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::None,
+        ];
+        let mut seed = 1;
+        // Widths around the panel (32) and the AVX-512 kernel's half (16); row counts around
+        // both kernels' blocks (6 and 3) and a row chunk of several blocks.
+        for &(k, hidden, n) in &[
+            (1, 1, 1),
+            (3, 16, 5),
+            (17, 33, 31),
+            (100, 64, 1),
+            (64, 70, 32),
+            (2000, 40, 17),
+        ] {
+            for out_major in [true, false] {
+                for activation in activations {
+                    let (w1, b1) = (values(k * hidden, seed), values(hidden, seed + 1));
+                    let (w2, b2) = (values(hidden * n, seed + 2), values(n, seed + 3));
+                    seed += 4;
+                    let layers = [
+                        LayerWeights {
+                            weights: &w1,
+                            out_major,
+                            in_features: k,
+                            out_features: hidden,
+                            bias: Some(&b1),
+                            activation,
+                        },
+                        LayerWeights {
+                            weights: &w2,
+                            out_major: !out_major,
+                            in_features: hidden,
+                            out_features: n,
+                            bias: (n % 2 == 1).then_some(&b2[..]),
+                            activation: Activation::None,
+                        },
+                    ];
+                    for &kernel in &kernels {
+                        let plan = DensePlan::with_kernel(&layers, kernel).expect("plan");
+                        for rows in [1, 2, 3, 4, 5, 6, 7, 13, 200] {
+                            let input = values(rows * k, seed);
+                            let what = format!(
+                                "{kernel:?} k={k} hidden={hidden} n={n} out_major={out_major} {activation:?} rows={rows}"
+                            );
+                            assert_close(
+                                &plan.forward(&input, rows),
+                                &reference(&layers, &input, rows),
+                                &what,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_threads_give_the_same_results_as_one() {
+        let Some(kernel) = Kernel::detect() else {
+            return;
+        };
+        let (w, b) = (values(300 * 257, 7), values(257, 8));
+        let layers = [LayerWeights {
+            weights: &w,
+            out_major: true,
+            in_features: 300,
+            out_features: 257,
+            bias: Some(&b),
+            activation: Activation::Relu,
+        }];
+        let plan = DensePlan::with_kernel(&layers, kernel).expect("plan");
+        let input = values(50 * 300, 9);
+        set_threads(1);
+        let one = plan.forward(&input, 50);
+        set_threads(2);
+        let two = plan.forward(&input, 50);
+        set_threads(1);
+        assert_eq!(one, two);
+        assert_close(&one, &reference(&layers, &input, 50), "threads");
+    }
+
+    #[test]
+    fn layers_that_do_not_chain_or_hold_the_wrong_count_are_refused() {
+        let Some(kernel) = Kernel::detect() else {
+            return;
+        };
+        let w = values(12, 1);
+        let layer = |k, n| LayerWeights {
+            weights: &w,
+            out_major: true,
+            in_features: k,
+            out_features: n,
+            bias: None,
+            activation: Activation::None,
+        };
+        assert!(DensePlan::with_kernel(&[layer(3, 4), layer(4, 3)], kernel).is_some());
+        assert!(DensePlan::with_kernel(&[layer(3, 4), layer(3, 4)], kernel).is_none());
+        assert!(DensePlan::with_kernel(&[layer(5, 4)], kernel).is_none());
+        assert!(DensePlan::with_kernel(&[], kernel).is_none());
+    }
+}
