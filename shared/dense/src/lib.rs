@@ -43,8 +43,10 @@ const ROW_CHUNK_BYTES: usize = 384 * 1024;
 /// Scratch buffers larger than this (16 MiB) are given back after the call instead of kept.
 const SCRATCH_KEEP_FLOATS: usize = 4 << 20;
 
-/// Below this many multiply-adds a layer runs on one thread: waking a worker costs more.
-const PARALLEL_MIN_MACS: usize = 64 * 1024;
+/// Below this many multiply-adds a layer runs on one thread: waking a parked worker takes
+/// tens of microseconds on a busy or virtual machine, as long as a single row of the seed
+/// model takes on one core.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// The matrix kernel a CPU supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +125,7 @@ impl PackedLayer {
 /// Weights of one layer as the caller holds them.
 pub struct LayerWeights<'a> {
     /// Row-major weights.
-    pub weights: &'a [f32],
+    pub weights: Weights<'a>,
     /// `true`: `[out_features, in_features]` (PyTorch, ONNX `Gemm` with `transB=1`);
     /// `false`: `[in_features, out_features]` (ONNX `MatMul`, `Gemm` with `transB=0`).
     pub out_major: bool,
@@ -135,6 +137,44 @@ pub struct LayerWeights<'a> {
     pub bias: Option<&'a [f32]>,
     /// Applied after the bias.
     pub activation: Activation,
+}
+
+/// A layer's weights: floats, or the little-endian bytes of floats as files store them (packed
+/// straight from the file, without a copy in between).
+#[derive(Debug, Clone, Copy)]
+pub enum Weights<'a> {
+    /// Floats.
+    F32(&'a [f32]),
+    /// 4 little-endian bytes per float.
+    LeBytes(&'a [u8]),
+}
+
+impl Weights<'_> {
+    /// How many floats.
+    pub fn len(&self) -> usize {
+        match self {
+            Weights::F32(v) => v.len(),
+            Weights::LeBytes(b) => b.len() / 4,
+        }
+    }
+
+    /// True if there are none (or the bytes aren't whole floats).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0 || matches!(self, Weights::LeBytes(b) if b.len() % 4 != 0)
+    }
+
+    /// Copies floats `start..start + out.len()` into `out`.
+    pub fn read(&self, start: usize, out: &mut [f32]) {
+        match self {
+            Weights::F32(v) => out.copy_from_slice(&v[start..start + out.len()]),
+            Weights::LeBytes(b) => {
+                let bytes = &b[start * 4..(start + out.len()) * 4];
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+        }
+    }
 }
 
 /// A chain of dense layers ready to run.
@@ -169,6 +209,11 @@ impl DensePlan {
     /// [`DensePlan::new`] with a chosen kernel (tests run every kernel the CPU has); `None` if
     /// the CPU doesn't run it.
     pub fn with_kernel(layers: &[LayerWeights<'_>], kernel: Kernel) -> Option<Self> {
+        Self::pack_with(layers, kernel, 1)
+    }
+
+    /// Packs `layers` for `kernel`, large layers on `threads` threads.
+    fn pack_with(layers: &[LayerWeights<'_>], kernel: Kernel, threads: usize) -> Option<Self> {
         if layers.is_empty() || !kernel.is_supported() {
             return None;
         }
@@ -178,12 +223,13 @@ impl DensePlan {
             if k == 0
                 || n == 0
                 || layer.weights.len() != k * n
+                || layer.weights.is_empty()
                 || layer.bias.is_some_and(|b| b.len() != n)
                 || (i > 0 && layers[i - 1].out_features != k)
             {
                 return None;
             }
-            packed.push(pack(layer));
+            packed.push(pack(layer, threads));
         }
         Some(Self {
             layers: packed,
@@ -211,17 +257,61 @@ impl DensePlan {
     /// # Panics
     /// If `input` doesn't hold `rows × in_features` values.
     pub fn forward(&self, input: &[f32], rows: usize) -> Vec<f32> {
+        self.forward_with(input, rows, threads())
+    }
+
+    /// [`DensePlan::forward`] on `threads` threads instead of the process-wide count.
+    ///
+    /// # Panics
+    /// If `input` doesn't hold `rows × in_features` values.
+    pub fn forward_with(&self, input: &[f32], rows: usize, threads: usize) -> Vec<f32> {
         assert_eq!(input.len(), rows * self.in_features(), "input size");
-        let threads = threads();
+        let threads = threads.max(1);
+        let (k, width) = (self.in_features(), self.out_features());
+        let mut output = vec![0.0f32; rows * width];
+        // With a kernel block of rows per thread, each thread runs the whole chain on its own
+        // rows: one hand-off per call. Fewer rows: the threads share each layer's columns.
+        let macs: usize = self
+            .layers
+            .iter()
+            .map(|l| rows * l.in_features * l.out_features)
+            .sum();
+        let parts =
+            if threads > 1 && rows >= threads * self.kernel.rows() && macs >= PARALLEL_MIN_MACS {
+                threads
+            } else {
+                1
+            };
+        if parts == 1 {
+            self.forward_into(input, rows, &mut output, threads);
+            return output;
+        }
+        let per_part = rows.div_ceil(parts);
+        let mut pieces: Vec<(&[f32], &mut [f32])> = input
+            .chunks(per_part * k)
+            .zip(output.chunks_mut(per_part * width))
+            .collect();
+        pool(threads).in_place_scope(|scope| {
+            let mine = pieces.remove(0);
+            for (x, out) in pieces {
+                scope.spawn(move |_| self.forward_into(x, x.len() / k, out, 1));
+            }
+            self.forward_into(mine.0, mine.0.len() / k, mine.1, 1);
+        });
+        output
+    }
+
+    /// Runs `rows` rows through every layer into `output`, with `threads` sharing each layer's
+    /// columns.
+    fn forward_into(&self, input: &[f32], rows: usize, output: &mut [f32], threads: usize) {
         let last = self.layers.len() - 1;
-        let mut output = vec![0.0f32; rows * self.out_features()];
         // Hidden activations live in this thread's two scratch buffers, reused call after call,
         // so a large batch doesn't map, fault in and zero fresh pages for every layer.
         SCRATCH.with_borrow_mut(|[front, back]| {
             for (i, layer) in self.layers.iter().enumerate() {
                 let x: &[f32] = if i == 0 { input } else { &front[..] };
                 if i == last {
-                    self.run_layer(layer, x, rows, &mut output, threads);
+                    self.run_layer(layer, x, rows, output, threads);
                 } else {
                     back.resize(rows * layer.out_features, 0.0);
                     back.truncate(rows * layer.out_features);
@@ -235,7 +325,6 @@ impl DensePlan {
                 }
             }
         });
-        output
     }
 
     fn run_layer(
@@ -319,35 +408,85 @@ impl DensePlan {
     }
 }
 
+/// One matrix product `a [m × k] · b [k × n]` on `threads` threads, `b` packed for the call
+/// (training multiplies by weights that change every step); `None` where the CPU has no kernel.
+/// `b_out_major`: `b` is stored as its transpose, `[n × k]` row-major.
+///
+/// # Panics
+/// If `a` doesn't hold `m × k` values or `b` `k × n`.
+pub fn matmul(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    b: Weights<'_>,
+    b_out_major: bool,
+    n: usize,
+    threads: usize,
+) -> Option<Vec<f32>> {
+    assert_eq!(a.len(), m * k, "left operand size");
+    assert_eq!(b.len(), k * n, "right operand size");
+    let layer = LayerWeights {
+        weights: b,
+        out_major: b_out_major,
+        in_features: k,
+        out_features: n,
+        bias: None,
+        activation: Activation::None,
+    };
+    let plan = DensePlan::pack_with(&[layer], Kernel::detect()?, threads)?;
+    Some(plan.forward_with(a, m, threads))
+}
+
 /// A raw output pointer handed to the threads of one layer; each writes its own columns.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
 // SAFETY: see `panels_range`: threads write disjoint columns and the buffer outlives them.
 unsafe impl Send for SharedOut {}
+// SAFETY: as for `Send`: shared only to hand each thread its own columns.
 unsafe impl Sync for SharedOut {}
 
 /// Packs a layer's weights into panels and pads its bias.
-fn pack(layer: &LayerWeights<'_>) -> PackedLayer {
+fn pack(layer: &LayerWeights<'_>, threads: usize) -> PackedLayer {
     let (k, n) = (layer.in_features, layer.out_features);
     let panels = n.div_ceil(PANEL);
     let len = panels * k * PANEL;
     // 16 spare floats let the panels start on a 64-byte boundary.
     let mut storage = vec![0.0f32; len + 16];
     let offset = storage.as_ptr().align_offset(64).min(16);
-    let packed = &mut storage[offset..offset + len];
-    for panel in 0..panels {
-        let base = panel * k * PANEL;
-        for col in 0..PANEL.min(n - panel * PANEL) {
-            let j = panel * PANEL + col;
-            for p in 0..k {
-                let w = if layer.out_major {
-                    layer.weights[j * k + p]
-                } else {
-                    layer.weights[p * n + j]
-                };
-                packed[base + p * PANEL + col] = w;
-            }
+    let mut blocks: Vec<(usize, &mut [f32])> = storage[offset..offset + len]
+        .chunks_mut(k * PANEL)
+        .enumerate()
+        .collect();
+    // Training packs its weights for every product: large ones are packed by every thread.
+    let parts = if threads > 1 && k * n >= PARALLEL_MIN_MACS / 4 {
+        threads.min(panels)
+    } else {
+        1
+    };
+    if parts == 1 {
+        for (panel, block) in blocks {
+            pack_panel(layer, panel, block);
         }
+    } else {
+        let per_part = panels.div_ceil(parts);
+        pool(threads).in_place_scope(|scope| {
+            let mut groups = Vec::new();
+            while !blocks.is_empty() {
+                let rest = blocks.split_off(per_part.min(blocks.len()));
+                groups.push(std::mem::replace(&mut blocks, rest));
+            }
+            let mine = groups.remove(0);
+            for group in groups {
+                scope.spawn(move |_| {
+                    for (panel, block) in group {
+                        pack_panel(layer, panel, block);
+                    }
+                });
+            }
+            for (panel, block) in mine {
+                pack_panel(layer, panel, block);
+            }
+        });
     }
     let mut bias = vec![0.0f32; panels * PANEL];
     if let Some(b) = layer.bias {
@@ -360,6 +499,29 @@ fn pack(layer: &LayerWeights<'_>) -> PackedLayer {
         offset,
         bias,
         activation: layer.activation,
+    }
+}
+
+/// Packs panel `panel` of a layer's weights into `block` (`in_features × PANEL` floats).
+fn pack_panel(layer: &LayerWeights<'_>, panel: usize, block: &mut [f32]) {
+    let (k, n) = (layer.in_features, layer.out_features);
+    let first = panel * PANEL;
+    let cols = PANEL.min(n - first);
+    if layer.out_major {
+        // Each output's weights are one contiguous run of `k`: read it once, scatter it down
+        // its column of the panel.
+        let mut run = vec![0.0f32; k];
+        for col in 0..cols {
+            layer.weights.read((first + col) * k, &mut run);
+            for (row, &w) in block.chunks_exact_mut(PANEL).zip(&run) {
+                row[col] = w;
+            }
+        }
+    } else {
+        // Each input's weights are a row of `n`: copy this panel's slice of it.
+        for (p, row) in block.chunks_exact_mut(PANEL).enumerate() {
+            layer.weights.read(p * n + first, &mut row[..cols]);
+        }
     }
 }
 
@@ -422,9 +584,22 @@ mod x86 {
     use super::Activation;
     use super::{PANEL, Tile};
 
-    /// `R` rows × 32 columns: 2·R ZMM accumulators, one broadcast per row and input.
+    /// `R` rows × 32 columns: 2·R ZMM accumulators, one broadcast per row and input. A last
+    /// panel of 16 columns or fewer computes only the first 16.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512<const R: usize>(t: &Tile, a: *const f32, c: *mut f32) {
+        // SAFETY: forwarded.
+        unsafe {
+            if t.cols > 16 {
+                avx512_cols::<R, true>(t, a, c)
+            } else {
+                avx512_cols::<R, false>(t, a, c)
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512_cols<const R: usize, const WIDE: bool>(t: &Tile, a: *const f32, c: *mut f32) {
         // SAFETY: the caller guarantees the buffers' extents and the CPU feature.
         unsafe {
             let mut lo = [_mm512_setzero_ps(); R];
@@ -432,11 +607,17 @@ mod x86 {
             let mut b = t.panel;
             for p in 0..t.k {
                 let b0 = _mm512_load_ps(b);
-                let b1 = _mm512_load_ps(b.add(16));
+                let b1 = if WIDE {
+                    _mm512_load_ps(b.add(16))
+                } else {
+                    _mm512_setzero_ps()
+                };
                 for r in 0..R {
                     let x = _mm512_set1_ps(*a.add(r * t.k + p));
                     lo[r] = _mm512_fmadd_ps(x, b0, lo[r]);
-                    hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
+                    if WIDE {
+                        hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
+                    }
                 }
                 b = b.add(PANEL);
             }
@@ -533,19 +714,19 @@ mod x86 {
                     _mm256_load_ps(b.add(16)),
                     _mm256_load_ps(b.add(24)),
                 ];
-                for r in 0..R {
+                for (r, row_acc) in acc.iter_mut().enumerate() {
                     let x = _mm256_set1_ps(*a.add(r * t.k + p));
-                    for q in 0..4 {
-                        acc[r][q] = _mm256_fmadd_ps(x, bs[q], acc[r][q]);
+                    for (slot, b) in row_acc.iter_mut().zip(&bs) {
+                        *slot = _mm256_fmadd_ps(x, *b, *slot);
                     }
                 }
                 b = b.add(PANEL);
             }
             let zero = _mm256_setzero_ps();
             let mut staged = [0.0f32; PANEL];
-            for r in 0..R {
-                for q in 0..4 {
-                    let mut v = _mm256_add_ps(acc[r][q], _mm256_loadu_ps(t.bias.add(8 * q)));
+            for (r, row_acc) in acc.iter().enumerate() {
+                for (q, sum) in row_acc.iter().enumerate() {
+                    let mut v = _mm256_add_ps(*sum, _mm256_loadu_ps(t.bias.add(8 * q)));
                     if t.activation == Activation::Relu {
                         v = _mm256_max_ps(v, zero);
                     }
@@ -619,11 +800,10 @@ mod tests {
                 for j in 0..n {
                     let mut sum = l.bias.map_or(0.0, |b| b[j] as f64);
                     for p in 0..k {
-                        let w = if l.out_major {
-                            l.weights[j * k + p]
-                        } else {
-                            l.weights[p * n + j]
-                        };
+                        let at = if l.out_major { j * k + p } else { p * n + j };
+                        let mut w = [0.0f32];
+                        l.weights.read(at, &mut w);
+                        let w = w[0];
                         sum += x[r * k + p] * w as f64;
                     }
                     y[r * n + j] = match l.activation {
@@ -680,10 +860,11 @@ mod tests {
                 for activation in activations {
                     let (w1, b1) = (values(k * hidden, seed), values(hidden, seed + 1));
                     let (w2, b2) = (values(hidden * n, seed + 2), values(n, seed + 3));
+                    let w2_bytes: Vec<u8> = w2.iter().flat_map(|v| v.to_le_bytes()).collect();
                     seed += 4;
                     let layers = [
                         LayerWeights {
-                            weights: &w1,
+                            weights: Weights::F32(&w1),
                             out_major,
                             in_features: k,
                             out_features: hidden,
@@ -691,7 +872,7 @@ mod tests {
                             activation,
                         },
                         LayerWeights {
-                            weights: &w2,
+                            weights: Weights::LeBytes(&w2_bytes),
                             out_major: !out_major,
                             in_features: hidden,
                             out_features: n,
@@ -719,28 +900,63 @@ mod tests {
     }
 
     #[test]
-    fn two_threads_give_the_same_results_as_one() {
+    fn two_threads_give_the_results_of_one() {
         let Some(kernel) = Kernel::detect() else {
             return;
         };
-        let (w, b) = (values(300 * 257, 7), values(257, 8));
+        let (k, n) = (700, 257);
+        let (w, b) = (values(k * n, 7), values(n, 8));
         let layers = [LayerWeights {
-            weights: &w,
+            weights: Weights::F32(&w),
             out_major: true,
-            in_features: 300,
-            out_features: 257,
+            in_features: k,
+            out_features: n,
             bias: Some(&b),
             activation: Activation::Relu,
         }];
         let plan = DensePlan::with_kernel(&layers, kernel).expect("plan");
-        let input = values(50 * 300, 9);
-        set_threads(1);
-        let one = plan.forward(&input, 50);
-        set_threads(2);
-        let two = plan.forward(&input, 50);
-        set_threads(1);
-        assert_eq!(one, two);
-        assert_close(&one, &reference(&layers, &input, 50), "threads");
+        // 50 rows: each thread takes 25 rows through the chain; 7 rows (over PARALLEL_MIN_MACS):
+        // the threads split each layer's columns; 1 row: one thread.
+        for rows in [50, 7, 1] {
+            let input = values(rows * k, 9);
+            let one = plan.forward_with(&input, rows, 1);
+            let two = plan.forward_with(&input, rows, 2);
+            // Row blocks differ with the split (a lone row sums in four lanes): the last bits may.
+            assert_close(&two, &one, "two threads vs one");
+            assert_close(&one, &reference(&layers, &input, rows), "threads");
+        }
+        assert!(7 * k * n >= PARALLEL_MIN_MACS && k * n < PARALLEL_MIN_MACS);
+    }
+
+    #[test]
+    fn matmul_packs_large_operands_on_every_thread_with_the_same_result() {
+        if Kernel::detect().is_none() {
+            return;
+        }
+        let (m, k, n) = (20, 600, 500);
+        assert!(k * n >= PARALLEL_MIN_MACS / 4, "the packing is split");
+        let a = values(m * k, 11);
+        let b = values(k * n, 12);
+        for out_major in [false, true] {
+            let layer = LayerWeights {
+                weights: Weights::F32(&b),
+                out_major,
+                in_features: k,
+                out_features: n,
+                bias: None,
+                activation: Activation::None,
+            };
+            let want = reference(&[layer], &a, m);
+            for threads in [1, 2] {
+                let got =
+                    matmul(&a, m, k, Weights::F32(&b), out_major, n, threads).expect("kernel");
+                assert_close(
+                    &got,
+                    &want,
+                    &format!("out_major={out_major} threads={threads}"),
+                );
+            }
+        }
     }
 
     #[test]
@@ -750,7 +966,7 @@ mod tests {
         };
         let w = values(12, 1);
         let layer = |k, n| LayerWeights {
-            weights: &w,
+            weights: Weights::F32(&w),
             out_major: true,
             in_features: k,
             out_features: n,

@@ -2,7 +2,7 @@
 //! plan on engine tensors.
 
 use maas_core::DataType;
-pub(crate) use maas_dense::{Activation, DensePlan, Kernel, LayerWeights};
+pub(crate) use maas_dense::{Activation, DensePlan, Kernel, LayerWeights, Weights};
 
 use crate::EngineError;
 use crate::tensor::{Tensor, TensorData};

@@ -13,6 +13,7 @@
 mod dense;
 mod mlp;
 mod onnx;
+mod onnx_scan;
 mod predictor;
 pub mod push;
 mod tensor;

@@ -299,6 +299,15 @@ impl MlpPredictor {
         let shapes = tensor_shapes(bytes)?;
         check_dtypes(&shapes)?;
         check_architecture(arch, &shapes)?;
+        let Architecture::Mlp { layers: specs, .. } = arch;
+        // F32 weights (what PyTorch saves) pack straight from the file's bytes.
+        if allow_dense && let Some(plan) = Self::dense_plan_from_f32_file(bytes, specs)? {
+            return Ok(Self {
+                execution: Execution::Dense(plan),
+                inputs,
+                outputs,
+            });
+        }
         let device = Device::Cpu;
         let mut tensors: HashMap<String, CandleTensor> =
             candle_core::safetensors::load_buffer(bytes, &device).map_err(|e| {
@@ -314,7 +323,6 @@ impl MlpPredictor {
                 })?;
             t.to_dtype(DType::F32).map_err(candle_error)
         };
-        let Architecture::Mlp { layers: specs, .. } = arch;
         if allow_dense && let Some(plan) = Self::dense_plan(specs, &mut take)? {
             return Ok(Self {
                 execution: Execution::Dense(plan),
@@ -350,6 +358,60 @@ impl MlpPredictor {
         })
     }
 
+    /// The layers packed for the dense kernels straight from the file's little-endian F32 data;
+    /// `None` if a tensor has another dtype (then [`MlpPredictor::dense_plan`] converts it
+    /// through candle) or the kernels can't run the network.
+    fn dense_plan_from_f32_file(
+        bytes: &[u8],
+        specs: &[DenseLayer],
+    ) -> Result<Option<DensePlan>, EngineError> {
+        let file = SafeTensors::deserialize(bytes).map_err(|e| EngineError::CorruptFile {
+            message: format!("the safetensors data can't be read ({e}); save it again"),
+        })?;
+        let f32_data = |name: String| -> Option<&[u8]> {
+            let view = file.tensor(&name).ok()?;
+            (view.dtype() == safetensors::Dtype::F32).then(|| view.data())
+        };
+        let mut layers = Vec::with_capacity(specs.len());
+        let mut biases = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let (Some(activation), Some(weights)) = (
+                crate::dense::activation(spec.activation),
+                f32_data(format!("{}.weight", spec.name)),
+            ) else {
+                return Ok(None);
+            };
+            let bias = if spec.bias {
+                let Some(data) = f32_data(format!("{}.bias", spec.name)) else {
+                    return Ok(None);
+                };
+                let mut values = vec![0.0f32; spec.out_features];
+                if data.len() != values.len() * 4 {
+                    return Ok(None);
+                }
+                crate::dense::Weights::LeBytes(data).read(0, &mut values);
+                Some(values)
+            } else {
+                None
+            };
+            biases.push(bias);
+            layers.push((spec, weights, activation));
+        }
+        let weights: Vec<LayerWeights<'_>> = layers
+            .iter()
+            .zip(&biases)
+            .map(|((spec, data, activation), bias)| LayerWeights {
+                weights: crate::dense::Weights::LeBytes(data),
+                out_major: true,
+                in_features: spec.in_features,
+                out_features: spec.out_features,
+                bias: bias.as_deref(),
+                activation: *activation,
+            })
+            .collect();
+        Ok(DensePlan::new(&weights))
+    }
+
     /// The layers packed for the dense kernels, or `None` where they can't run them.
     fn dense_plan(
         specs: &[DenseLayer],
@@ -381,7 +443,7 @@ impl MlpPredictor {
             .zip(&owned)
             .zip(activations)
             .map(|((spec, (weight, bias)), activation)| LayerWeights {
-                weights: weight,
+                weights: crate::dense::Weights::F32(weight),
                 out_major: true,
                 in_features: spec.in_features,
                 out_features: spec.out_features,

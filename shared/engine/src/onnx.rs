@@ -13,7 +13,8 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::EngineError;
-use crate::dense::{Activation, DensePlan, LayerWeights};
+use crate::dense::{Activation, DensePlan, LayerWeights, Weights};
+use crate::onnx_scan as scan;
 use crate::predictor::Predictor;
 use crate::tensor::{Tensor as MaasTensor, TensorData};
 
@@ -125,6 +126,11 @@ impl OnnxPredictor {
                 message: "the ONNX file is empty".into(),
             });
         }
+        // A chain of dense layers is recognised from the file's bytes and packed from them,
+        // before tract decodes (and copies) the whole model.
+        if allow_dense && let Some(dense) = scan::read_graph(bytes).and_then(|g| dense_chain(&g)) {
+            return Ok(dense);
+        }
         let onnx = tract_onnx::onnx();
         let proto = onnx
             .proto_model_for_read(&mut &bytes[..])
@@ -160,9 +166,6 @@ impl OnnxPredictor {
             .collect();
         if !unsupported.is_empty() {
             return Err(EngineError::UnsupportedOperators { ops: unsupported });
-        }
-        if allow_dense && let Some(dense) = dense_chain(graph) {
-            return Ok(dense);
         }
 
         // A fixed leading dimension (an export without dynamic axes) becomes the symbol N, so
@@ -304,56 +307,50 @@ impl Predictor for OnnxPredictor {
 /// ONNX's FLOAT element type.
 const ONNX_FLOAT: i32 = 1;
 
-/// The values of a FLOAT initializer, from `raw_data` (little-endian) or `float_data`.
-fn initializer_values(t: &pb::TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != ONNX_FLOAT || t.external_data.iter().any(|e| !e.key.is_empty()) {
+/// The values of a FLOAT initializer, as its `raw_data` (little-endian) or `float_data`.
+fn initializer_values<'a>(t: &'a scan::Initializer<'a>) -> Option<Weights<'a>> {
+    if t.data_type != ONNX_FLOAT || t.external {
         return None;
     }
     let expected = t
         .dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))?;
-    let values: Vec<f32> = if !t.raw_data.is_empty() {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
+    let values = if !t.raw_data.is_empty() {
+        Weights::LeBytes(t.raw_data)
     } else {
-        t.float_data.clone()
+        Weights::F32(&t.float_data)
     };
-    (values.len() == expected).then_some(values)
+    (values.len() == expected && !values.is_empty()).then_some(values)
 }
 
-fn int_attr(node: &pb::NodeProto, name: &str, default: i64) -> i64 {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map_or(default, |a| a.i)
+/// An integer attribute's value, its default when absent; `None` if it is not an integer.
+fn int_attr(node: &scan::Node<'_>, name: &str, default: i64) -> Option<i64> {
+    match node.attribute.iter().find(|a| a.name == name) {
+        None => Some(default),
+        Some(a) => a.i,
+    }
 }
 
-fn float_attr(node: &pb::NodeProto, name: &str, default: f32) -> f32 {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map_or(default, |a| a.f)
+/// A float attribute's value, its default when absent; `None` if it is not a float.
+fn float_attr(node: &scan::Node<'_>, name: &str, default: f32) -> Option<f32> {
+    match node.attribute.iter().find(|a| a.name == name) {
+        None => Some(default),
+        Some(a) => a.f,
+    }
 }
 
 /// The width of a rank-2 FLOAT graph value whose second dimension is fixed.
-fn fixed_width(info: &pb::ValueInfoProto) -> Option<usize> {
-    use tract_onnx::pb::{tensor_shape_proto::dimension::Value, type_proto};
-    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref()?.value.as_ref() else {
-        return None;
-    };
-    let dims = &t.shape.as_ref()?.dim;
-    match (t.elem_type, dims.len(), dims.get(1)?.value.as_ref()?) {
-        (ONNX_FLOAT, 2, Value::DimValue(w)) => usize::try_from(*w).ok(),
+fn fixed_width(info: &scan::Value<'_>) -> Option<usize> {
+    match (info.elem_type, info.dims.as_slice()) {
+        (ONNX_FLOAT, [_, Some(w)]) => usize::try_from(*w).ok(),
         _ => None,
     }
 }
 
-/// One dense layer read from the graph, weights owned.
-struct ChainLayer {
-    weights: Vec<f32>,
+/// One dense layer read from the graph.
+struct ChainLayer<'a> {
+    weights: Weights<'a>,
     out_major: bool,
     in_features: usize,
     out_features: usize,
@@ -363,45 +360,53 @@ struct ChainLayer {
 
 /// Recognises a graph that is a chain of dense layers with constant weights and packs it for the
 /// dense kernels; `None` for anything else (tract serves it), or when the CPU has no kernel.
-fn dense_chain(graph: &pb::GraphProto) -> Option<OnnxPredictor> {
-    let initializers: std::collections::HashMap<&str, &pb::TensorProto> = graph
+fn dense_chain(graph: &scan::Graph<'_>) -> Option<OnnxPredictor> {
+    let initializers: std::collections::HashMap<&str, &scan::Initializer<'_>> = graph
         .initializer
         .iter()
-        .map(|t| (t.name.as_str(), t))
+        .map(|t| (t.name, t))
         .collect();
-    let inputs: Vec<&pb::ValueInfoProto> = graph
+    let inputs: Vec<&scan::Value<'_>> = graph
         .input
         .iter()
-        .filter(|i| !initializers.contains_key(i.name.as_str()))
+        .filter(|i| !initializers.contains_key(i.name))
         .collect();
     let ([input], [output]) = (inputs.as_slice(), graph.output.as_slice()) else {
         return None;
     };
     let in_width = fixed_width(input)?;
-    let mut current = input.name.as_str();
+    let mut current = input.name;
     let mut width = in_width;
     let mut layers: Vec<ChainLayer> = Vec::new();
     // The layer the next node may complete with a bias or an activation.
     let mut open = false;
     for node in &graph.node {
-        if node.input.first().map(String::as_str) != Some(current) || node.output.len() != 1 {
+        let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+        if node.input.first() != Some(&current)
+            || node.output.len() != 1
+            || !default_domain
+            || node.attribute.iter().any(|a| a.other)
+        {
             return None;
         }
-        let constant = |ix: usize| -> Option<(&pb::TensorProto, Vec<f32>)> {
-            let t = initializers.get(node.input.get(ix)?.as_str())?;
+        let constant = |ix: usize| -> Option<(&scan::Initializer<'_>, Weights<'_>)> {
+            let t = *initializers.get(node.input.get(ix)?)?;
             Some((t, initializer_values(t)?))
         };
-        match node.op_type.as_str() {
+        match node.op_type {
             "Gemm" | "MatMul" => {
                 let gemm = node.op_type == "Gemm";
                 if gemm
-                    && (int_attr(node, "transA", 0) != 0
-                        || float_attr(node, "alpha", 1.0) != 1.0
-                        || float_attr(node, "beta", 1.0) != 1.0)
+                    && (int_attr(node, "transA", 0)? != 0
+                        || float_attr(node, "alpha", 1.0)? != 1.0
+                        || float_attr(node, "beta", 1.0)? != 1.0)
                 {
                     return None;
                 }
-                let out_major = gemm && int_attr(node, "transB", 0) == 1;
+                if !gemm && !node.attribute.is_empty() {
+                    return None;
+                }
+                let out_major = gemm && int_attr(node, "transB", 0)? == 1;
                 let (w, weights) = constant(1)?;
                 let (k, n) = match (w.dims.as_slice(), out_major) {
                     (&[n, k], true) | (&[k, n], false) => {
@@ -436,6 +441,7 @@ fn dense_chain(graph: &pb::GraphProto) -> Option<OnnxPredictor> {
                 if layer.bias.is_some()
                     || layer.activation != Activation::None
                     || node.input.len() != 2
+                    || !node.attribute.is_empty()
                 {
                     return None;
                 }
@@ -443,10 +449,13 @@ fn dense_chain(graph: &pb::GraphProto) -> Option<OnnxPredictor> {
             }
             "Relu" | "Sigmoid" | "Tanh" => {
                 let layer = layers.last_mut().filter(|_| open)?;
-                if layer.activation != Activation::None || node.input.len() != 1 {
+                if layer.activation != Activation::None
+                    || node.input.len() != 1
+                    || !node.attribute.is_empty()
+                {
                     return None;
                 }
-                layer.activation = match node.op_type.as_str() {
+                layer.activation = match node.op_type {
                     "Relu" => Activation::Relu,
                     "Sigmoid" => Activation::Sigmoid,
                     _ => Activation::Tanh,
@@ -455,7 +464,7 @@ fn dense_chain(graph: &pb::GraphProto) -> Option<OnnxPredictor> {
             }
             _ => return None,
         }
-        current = node.output[0].as_str();
+        current = node.output[0];
     }
     if current != output.name || layers.is_empty() {
         return None;
@@ -466,7 +475,7 @@ fn dense_chain(graph: &pb::GraphProto) -> Option<OnnxPredictor> {
     let weights: Vec<LayerWeights<'_>> = layers
         .iter()
         .map(|l| LayerWeights {
-            weights: &l.weights,
+            weights: l.weights,
             out_major: l.out_major,
             in_features: l.in_features,
             out_features: l.out_features,
@@ -481,14 +490,19 @@ fn dense_chain(graph: &pb::GraphProto) -> Option<OnnxPredictor> {
         shape: vec![-1, width as i64],
     };
     Some(OnnxPredictor {
-        inputs: vec![spec(&input.name, in_width)],
-        outputs: vec![spec(&output.name, width)],
+        inputs: vec![spec(input.name, in_width)],
+        outputs: vec![spec(output.name, width)],
         execution: Execution::Dense(plan),
     })
 }
 
 /// A bias initializer of `n` values, shaped `[n]` or `[1, n]`.
-fn bias_values((t, values): (&pb::TensorProto, Vec<f32>), n: usize) -> Option<Vec<f32>> {
+fn bias_values((t, values): (&scan::Initializer<'_>, Weights<'_>), n: usize) -> Option<Vec<f32>> {
     let n64 = n as i64;
-    matches!(t.dims.as_slice(), [d] | [1, d] if *d == n64).then_some(values)
+    if !matches!(t.dims.as_slice(), [d] | [1, d] if *d == n64) || values.len() != n {
+        return None;
+    }
+    let mut bias = vec![0.0f32; n];
+    values.read(0, &mut bias);
+    Some(bias)
 }

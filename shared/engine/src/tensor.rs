@@ -19,6 +19,18 @@ pub enum TensorData {
     I64(Vec<i64>),
 }
 
+/// The first element `bad` holds for. Every request is scanned, so the scan runs in blocks
+/// with no early exit inside one (which the compiler vectorises), and looks for the position
+/// only in the block that has one.
+fn first_non_finite<T: Copy>(values: &[T], bad: impl Fn(T) -> bool) -> Option<usize> {
+    const BLOCK: usize = 256;
+    values
+        .chunks(BLOCK)
+        .enumerate()
+        .find(|(_, block)| block.iter().fold(false, |any, &x| any | bad(x)))
+        .and_then(|(i, block)| Some(i * BLOCK + block.iter().position(|&x| bad(x))?))
+}
+
 impl TensorData {
     /// Number of elements.
     pub fn len(&self) -> usize {
@@ -48,8 +60,8 @@ impl TensorData {
     /// Position of the first NaN or infinity, if any.
     pub fn first_non_finite(&self) -> Option<usize> {
         match self {
-            TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
-            TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
+            TensorData::F32(v) => first_non_finite(v, |x| !x.is_finite()),
+            TensorData::F64(v) => first_non_finite(v, |x| !x.is_finite()),
             TensorData::I32(_) | TensorData::I64(_) => None,
         }
     }
@@ -149,6 +161,26 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_non_finite_value_is_found_in_any_block() {
+        for at in [0, 1, 255, 256, 257, 1000, 1023] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut v = vec![1.0f32; 1024];
+                v[at] = bad;
+                if at + 5 < v.len() {
+                    v[at + 5] = f32::NAN;
+                }
+                assert_eq!(TensorData::F32(v).first_non_finite(), Some(at));
+            }
+        }
+        assert_eq!(TensorData::F32(vec![0.5; 700]).first_non_finite(), None);
+        assert_eq!(
+            TensorData::F64(vec![0.5, f64::NAN]).first_non_finite(),
+            Some(1)
+        );
+        assert_eq!(TensorData::I32(vec![1, 2]).first_non_finite(), None);
+    }
 
     #[test]
     fn shape_and_data_must_agree() {

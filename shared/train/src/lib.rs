@@ -4,7 +4,8 @@
 //!
 //! - [`spec`]: the job spec (JSON) and its defaults;
 //! - [`data`]: dataset parsing, the seeded split, standardisation;
-//! - [`network`]: the MLP, its losses and exports; [`onnx`]: the ONNX encoder;
+//! - [`network`]: the MLP, its losses and exports, its training step's products on the dense
+//!   kernels (module `matmul`); [`onnx`]: the ONNX encoder;
 //! - [`optim`]: in-place SGD / Adam / AdamW;
 //! - [`trainer`]: the epoch loop, early stopping and resumable state;
 //! - [`metrics`]: validation metrics; [`synthetic`]: generated datasets;
@@ -14,6 +15,7 @@
 pub mod bench;
 pub mod data;
 pub mod job;
+mod matmul;
 pub mod metrics;
 pub mod network;
 pub mod onnx;

@@ -61,14 +61,28 @@ impl Optimizer {
         }
     }
 
-    /// One step over `params` with the gradients in `grads`.
+    /// One step over `params` with the gradients in `grads` (candle's autograd).
     pub fn step(&mut self, params: &[Var], grads: &GradStore) -> Result<(), TrainError> {
+        let by_param: Vec<Option<Tensor>> = params
+            .iter()
+            .map(|p| grads.get(p.as_tensor()).cloned())
+            .collect();
+        self.step_with(params, &by_param)
+    }
+
+    /// One step over `params` with `grads[i]` the gradient of `params[i]` (`None`: a parameter
+    /// the loss does not depend on).
+    pub fn step_with(
+        &mut self,
+        params: &[Var],
+        grads: &[Option<Tensor>],
+    ) -> Result<(), TrainError> {
         self.steps += 1;
         let t = self.steps as i32;
         let bias1 = 1.0 - BETA1.powi(t);
         let bias2 = 1.0 - BETA2.powi(t);
         for (i, param) in params.iter().enumerate() {
-            let Some(grad) = grads.get(param.as_tensor()) else {
+            let Some(grad) = grads.get(i).and_then(Option::as_ref) else {
                 continue; // a parameter the loss does not depend on
             };
             let grad = grad.contiguous()?;
@@ -143,28 +157,61 @@ impl candle_core::InplaceOp2 for Update<'_> {
                 }
             }
             OptimizerKind::Adam | OptimizerKind::Adamw => {
-                let decoupled = self.kind == OptimizerKind::Adamw;
-                let step = lr / self.bias1;
-                let inv_sqrt_bias2 = 1.0 / self.bias2.sqrt();
-                for (((p, g), m), v) in param
-                    .iter_mut()
-                    .zip(grad)
-                    .zip(first.iter_mut())
-                    .zip(second.iter_mut())
-                {
-                    let mut g = *g;
-                    if decoupled {
-                        *p -= lr * wd * *p;
-                    } else {
-                        g += wd * *p;
-                    }
-                    *m = BETA1 * *m + (1.0 - BETA1) * g;
-                    *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-                    *p -= step * *m / (v.sqrt() * inv_sqrt_bias2 + EPS);
+                let adam = Adam {
+                    lr,
+                    wd,
+                    decoupled: self.kind == OptimizerKind::Adamw,
+                    step: lr / self.bias1,
+                    inv_sqrt_bias2: 1.0 / self.bias2.sqrt(),
+                };
+                // Large parameters are updated in slices on every rayon thread (the step's
+                // products use both cores; this memory-bound pass over four buffers would
+                // otherwise leave one idle).
+                if param.len() >= PARALLEL_UPDATE_MIN && rayon::current_num_threads() > 1 {
+                    use rayon::prelude::*;
+                    let chunk = param.len().div_ceil(rayon::current_num_threads());
+                    param
+                        .par_chunks_mut(chunk)
+                        .zip(grad.par_chunks(chunk))
+                        .zip(first.par_chunks_mut(chunk))
+                        .zip(second.par_chunks_mut(chunk))
+                        .for_each(|(((p, g), m), v)| adam.update(p, g, m, v));
+                } else {
+                    adam.update(param, grad, &mut first[..], &mut second[..]);
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Parameters with at least this many values are updated on every rayon thread.
+const PARALLEL_UPDATE_MIN: usize = 1 << 16;
+
+/// Adam's (or AdamW's) constants for one step.
+struct Adam {
+    lr: f32,
+    wd: f32,
+    decoupled: bool,
+    step: f32,
+    inv_sqrt_bias2: f32,
+}
+
+impl Adam {
+    /// Updates `p` in place from `g`, with moments `m` and `v` (slices of equal length).
+    fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let (lr, wd) = (self.lr, self.wd);
+        for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let mut g = *g;
+            if self.decoupled {
+                *p -= lr * wd * *p;
+            } else {
+                g += wd * *p;
+            }
+            *m = BETA1 * *m + (1.0 - BETA1) * g;
+            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+            *p -= self.step * *m / (v.sqrt() * self.inv_sqrt_bias2 + EPS);
+        }
     }
 }
 
@@ -234,6 +281,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_large_parameter_updated_in_parallel_slices_matches_one_pass() {
+        let n = PARALLEL_UPDATE_MIN + 1234;
+        let p0: Vec<f32> = (0..n).map(|i| (i % 97) as f32 / 50.0 - 1.0).collect();
+        let g: Vec<f32> = (0..n).map(|i| (i % 89) as f32 / 40.0 - 1.1).collect();
+        let var = Var::from_vec(p0.clone(), n, &Device::Cpu).expect("var");
+        let grad = Tensor::from_vec(g.clone(), n, &Device::Cpu).expect("grad");
+        let mut opt = Optimizer::new(OptimizerKind::Adam, 0.01, 0.9, 0.01, &[n]);
+        opt.step_with(std::slice::from_ref(&var), &[Some(grad)])
+            .expect("step");
+        let adam = Adam {
+            lr: 0.01,
+            wd: 0.01,
+            decoupled: false,
+            step: 0.01 / (1.0 - BETA1),
+            inv_sqrt_bias2: 1.0 / (1.0 - BETA2).sqrt(),
+        };
+        let (mut want, mut m, mut v) = (p0, vec![0.0; n], vec![0.0; n]);
+        adam.update(&mut want, &g, &mut m, &mut v);
+        assert_eq!(values(var.as_tensor()).expect("values"), want);
+        assert_eq!(opt.first[0], m);
+        assert_eq!(opt.second[0], v);
     }
 
     #[test]

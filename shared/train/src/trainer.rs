@@ -220,6 +220,8 @@ impl<'d> Trainer<'d> {
         let batch = self.spec.training.batch_size;
         let width = self.data.width();
         let params = self.mlp.params();
+        // As many threads as candle would use (RAYON_NUM_THREADS; all cores when unset).
+        let threads = candle_core::utils::get_num_threads();
         let mut order = self.train_idx.clone();
         order.shuffle(&mut self.rng);
         let started = Instant::now();
@@ -235,8 +237,9 @@ impl<'d> Trainer<'d> {
             }
             let xt = Tensor::from_slice(&x, (chunk.len(), width), &Device::Cpu)?;
             let dropout = (self.spec.architecture.dropout > 0.0).then_some(&mut self.rng);
-            let z = self.mlp.forward(&xt, dropout)?;
-            let loss = network::loss(task, &z, &y)?;
+            let (loss, grads) = self
+                .mlp
+                .loss_and_gradients(task, &xt, &y, dropout, threads)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
                 return Err(TrainError::Diverged {
@@ -245,8 +248,7 @@ impl<'d> Trainer<'d> {
                 });
             }
             loss_sum += value * chunk.len() as f64;
-            let grads = loss.backward()?;
-            self.optimizer.step(&params, &grads)?;
+            self.optimizer.step_with(&params, &grads)?;
             progress(Progress::Batch {
                 epoch,
                 done: (b * batch + chunk.len()).min(order.len()),
