@@ -525,7 +525,8 @@ fn pack_panel(layer: &LayerWeights<'_>, panel: usize, block: &mut [f32]) {
     }
 }
 
-/// One panel of one layer, as the kernels see it.
+/// One panel of one layer, as the kernels see it (only x86-64 has kernels to read it).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Tile {
     k: usize,
     panel: *const f32,
@@ -536,6 +537,7 @@ struct Tile {
     activation: Activation,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl Tile {
     /// Writes `rows` (≤ the kernel's rows) rows × `cols` columns at `c` from the rows at `a`.
     ///

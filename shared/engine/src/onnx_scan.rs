@@ -272,10 +272,16 @@ mod tests {
         let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type).collect();
         assert_eq!(ops, ["Gemm", "Relu", "Gemm", "Relu", "Gemm"]);
         let first = &graph.initializer[0];
-        assert_eq!((first.name, first.dims.as_slice()), ("layer1.weight", &[500, 1000][..]));
+        assert_eq!(
+            (first.name, first.dims.as_slice()),
+            ("layer1.weight", &[500, 1000][..])
+        );
         assert_eq!(first.raw_data.len(), 500 * 1000 * 4);
         let within = bytes.as_ptr_range();
-        assert!(within.contains(&first.raw_data.as_ptr()), "borrowed, not copied");
+        assert!(
+            within.contains(&first.raw_data.as_ptr()),
+            "borrowed, not copied"
+        );
         assert_eq!(graph.input[0].dims, [None, Some(1000)]);
         let trans_b = graph.node[0].attribute.iter().find(|a| a.name == "transB");
         assert_eq!(trans_b.and_then(|a| a.i), Some(1));
