@@ -423,16 +423,30 @@ pub fn matmul(
     n: usize,
     threads: usize,
 ) -> Option<Vec<f32>> {
+    linear(
+        a,
+        m,
+        LayerWeights {
+            weights: b,
+            out_major: b_out_major,
+            in_features: k,
+            out_features: n,
+            bias: None,
+            activation: Activation::None,
+        },
+        threads,
+    )
+}
+
+/// One layer `activation(a [m × in] · W + bias)` on `threads` threads, its weights packed for
+/// the call; `None` where the CPU has no kernel.
+///
+/// # Panics
+/// If `a` doesn't hold `m × in_features` values or the weights `in × out`.
+pub fn linear(a: &[f32], m: usize, layer: LayerWeights<'_>, threads: usize) -> Option<Vec<f32>> {
+    let (k, n) = (layer.in_features, layer.out_features);
     assert_eq!(a.len(), m * k, "left operand size");
-    assert_eq!(b.len(), k * n, "right operand size");
-    let layer = LayerWeights {
-        weights: b,
-        out_major: b_out_major,
-        in_features: k,
-        out_features: n,
-        bias: None,
-        activation: Activation::None,
-    };
+    assert_eq!(layer.weights.len(), k * n, "right operand size");
     let plan = DensePlan::pack_with(&[layer], Kernel::detect()?, threads)?;
     Some(plan.forward_with(a, m, threads))
 }

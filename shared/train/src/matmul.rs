@@ -1,30 +1,135 @@
-//! The training step's matrix products on maas's dense kernels (`maas-dense`), as a candle op.
+//! The training step's matrix products on maas's dense kernels (`maas-dense`), as candle ops.
 //!
 //! candle hands every product to the gemm crate, which re-packs both operands on each call and,
 //! given two threads, was slower than with one on the seed workload's shapes (batch 256:
-//! 0.81×). The dense kernels split a product's columns between the threads, each packing and
-//! reading only its share. Where the CPU has no dense kernel (Graviton) candle's own matmul runs.
+//! 0.81×). The dense kernels split a product between the threads, each packing and reading only
+//! its share. A layer's forward pass ([`linear`]) adds the bias and applies the activation in
+//! the kernel's epilogue, and the activation's backward pass ([`activation_backward`]) is one
+//! loop: candle would run each as elementwise ops on its own spinning thread pool, which took
+//! the second core from the products. Where the CPU has no dense kernel (Graviton) candle's own
+//! ops run.
 
 use std::borrow::Cow;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
-use maas_dense::Weights;
+use maas_dense::{Activation, LayerWeights, Weights};
 
-/// `a [m, k] · b [k, n]` on `threads` threads.
-pub(crate) fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> candle_core::Result<Tensor> {
-    let dense = maas_dense::Kernel::detect().is_some()
+use crate::spec::HiddenActivation;
+
+fn dense_operands(a: &Tensor, b: &Tensor) -> bool {
+    maas_dense::Kernel::detect().is_some()
         && a.dtype() == DType::F32
         && b.dtype() == DType::F32
         && a.rank() == 2
-        && b.rank() == 2;
-    if !dense {
-        return a.matmul(b);
-    }
-    a.apply_op2_no_bwd(b, &DenseMatmul { threads })
+        && b.rank() == 2
 }
 
+fn kernel_activation(activation: Option<HiddenActivation>) -> Activation {
+    match activation {
+        None => Activation::None,
+        Some(HiddenActivation::Relu) => Activation::Relu,
+        Some(HiddenActivation::Tanh) => Activation::Tanh,
+        Some(HiddenActivation::Sigmoid) => Activation::Sigmoid,
+    }
+}
+
+/// `activation(x [m, in] · w [in, out] + bias [out])` on `threads` threads.
+pub(crate) fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    activation: Option<HiddenActivation>,
+    threads: usize,
+) -> candle_core::Result<Tensor> {
+    if !dense_operands(x, w) {
+        let z = x.matmul(w)?.broadcast_add(bias)?;
+        return match activation {
+            None => Ok(z),
+            Some(HiddenActivation::Relu) => z.relu(),
+            Some(HiddenActivation::Tanh) => z.tanh(),
+            Some(HiddenActivation::Sigmoid) => candle_nn::ops::sigmoid(&z),
+        };
+    }
+    let op = DenseMatmul {
+        threads,
+        bias: Some(bias.flatten_all()?.to_vec1::<f32>()?),
+        activation: kernel_activation(activation),
+    };
+    x.apply_op2_no_bwd(w, &op)
+}
+
+/// The gradient before an activation from the gradient after it, `grad ⊙ f'(z)`, with `f'`
+/// computed from the activation's output `a` (ReLU: `a > 0`; tanh: `1 - a²`; sigmoid:
+/// `a (1 - a)`).
+pub(crate) fn activation_backward(
+    grad: &Tensor,
+    a: &Tensor,
+    activation: HiddenActivation,
+) -> candle_core::Result<Tensor> {
+    grad.apply_op2_no_bwd(a, &ActivationBackward(activation))
+}
+
+struct ActivationBackward(HiddenActivation);
+
+impl CustomOp2 for ActivationBackward {
+    fn name(&self) -> &'static str {
+        "maas-activation-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(grad), CpuStorage::F32(a)) = (s1, s2) else {
+            candle_core::bail!("maas-activation-backward takes f32 tensors");
+        };
+        if l1.dims() != l2.dims() {
+            candle_core::bail!("maas-activation-backward: the shapes differ");
+        }
+        let n = l1.shape().elem_count();
+        let (grad, a) = (row_major(grad, l1, 1, n), row_major(a, l2, 1, n));
+        let out: Vec<f32> = match self.0 {
+            HiddenActivation::Relu => grad
+                .iter()
+                .zip(a.iter())
+                .map(|(g, a)| if *a > 0.0 { *g } else { 0.0 })
+                .collect(),
+            HiddenActivation::Tanh => grad
+                .iter()
+                .zip(a.iter())
+                .map(|(g, a)| g * (1.0 - a * a))
+                .collect(),
+            HiddenActivation::Sigmoid => grad
+                .iter()
+                .zip(a.iter())
+                .map(|(g, a)| g * a * (1.0 - a))
+                .collect(),
+        };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `a [m, k] · b [k, n]` on `threads` threads.
+pub(crate) fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> candle_core::Result<Tensor> {
+    if !dense_operands(a, b) {
+        return a.matmul(b);
+    }
+    let op = DenseMatmul {
+        threads,
+        bias: None,
+        activation: Activation::None,
+    };
+    a.apply_op2_no_bwd(b, &op)
+}
+
+/// A product, with a bias and activation in the epilogue for a layer's forward pass.
 struct DenseMatmul {
     threads: usize,
+    bias: Option<Vec<f32>>,
+    activation: Activation,
 }
 
 /// A 2-D operand's values in row-major order: borrowed when they already are, else copied in
@@ -79,7 +184,18 @@ impl CustomOp2 for DenseMatmul {
             [1, cs] if *cs == k || n == 1 => (Cow::Borrowed(&b[start..start + k * n]), true),
             _ => (row_major(b, l2, k, n), false),
         };
-        let out = maas_dense::matmul(&a, m, k, Weights::F32(&b), out_major, n, self.threads)
+        if self.bias.as_ref().is_some_and(|bias| bias.len() != n) {
+            candle_core::bail!("maas-dense-matmul: the bias doesn't have {n} values");
+        }
+        let layer = LayerWeights {
+            weights: Weights::F32(&b),
+            out_major,
+            in_features: k,
+            out_features: n,
+            bias: self.bias.as_deref(),
+            activation: self.activation,
+        };
+        let out = maas_dense::linear(&a, m, layer, self.threads)
             .ok_or_else(|| candle_core::Error::Msg("no dense kernel on this CPU".into()))?;
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }

@@ -152,17 +152,14 @@ impl Mlp {
         let mut hidden: Vec<(Tensor, Option<Tensor>)> = Vec::with_capacity(last);
         let mut h = x.clone();
         for (i, (w, b)) in self.layers.iter().enumerate() {
-            let z = mm(&h, w.as_tensor())?.broadcast_add(b.as_tensor())?;
+            // The bias and the activation are applied in the product's epilogue.
+            let activation = (i != last).then_some(self.activation);
+            let a = crate::matmul::linear(&h, w.as_tensor(), b.as_tensor(), activation, threads)?;
             inputs.push(h);
             if i == last {
-                h = z;
+                h = a;
                 break;
             }
-            let a = match self.activation {
-                HiddenActivation::Relu => z.relu()?,
-                HiddenActivation::Tanh => z.tanh()?,
-                HiddenActivation::Sigmoid => candle_nn::ops::sigmoid(&z)?,
-            };
             let mask = match dropout_rng.as_deref_mut() {
                 Some(rng) if self.dropout > 0.0 => Some(self.dropout_mask(&a, rng)?),
                 _ => None,
@@ -189,13 +186,7 @@ impl Mlp {
             if let Some(m) = mask {
                 da = (da * m)?;
             }
-            let slope = match self.activation {
-                HiddenActivation::Relu => a.gt(0.0)?.to_dtype(DType::F32)?,
-                // tanh' = 1 - tanh², σ' = σ(1 - σ), from the activation already computed.
-                HiddenActivation::Tanh => a.sqr()?.affine(-1.0, 1.0)?,
-                HiddenActivation::Sigmoid => (a * a.affine(-1.0, 1.0)?)?,
-            };
-            dz = (da * slope)?;
+            dz = crate::matmul::activation_backward(&da, a, self.activation)?;
         }
         Ok((loss, grads))
     }
@@ -214,6 +205,18 @@ impl Mlp {
             })
             .collect();
         Ok(Tensor::from_vec(mask, h.shape(), &Device::Cpu)?)
+    }
+
+    /// The raw outputs for `x [batch, in]` without dropout, on the dense kernels (where the CPU
+    /// has them) with `threads` threads: evaluation and metrics. Not differentiable.
+    pub fn infer(&self, x: &Tensor, threads: usize) -> Result<Tensor, TrainError> {
+        let last = self.layers.len() - 1;
+        let mut h = x.clone();
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            let activation = (i != last).then_some(self.activation);
+            h = crate::matmul::linear(&h, w.as_tensor(), b.as_tensor(), activation, threads)?;
+        }
+        Ok(h)
     }
 
     /// Layer widths, input first.
@@ -349,6 +352,7 @@ fn output_gradient(task: Task, z: &Tensor, y: &[f32]) -> Result<Tensor, TrainErr
 
 /// Raw outputs for many rows at once, without dropout, in chunks of `chunk` rows.
 pub fn predict(mlp: &Mlp, x: &[f32], width: usize, chunk: usize) -> Result<Vec<f32>, TrainError> {
+    let threads = candle_core::utils::get_num_threads();
     let rows = x.len() / width;
     let mut out = Vec::new();
     let mut start = 0;
@@ -359,7 +363,7 @@ pub fn predict(mlp: &Mlp, x: &[f32], width: usize, chunk: usize) -> Result<Vec<f
             (end - start, width),
             &Device::Cpu,
         )?;
-        let z = mlp.forward(&t, None)?;
+        let z = mlp.infer(&t, threads)?;
         out.extend(z.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
         start = end;
     }

@@ -302,7 +302,7 @@ impl<'d> Trainer<'d> {
                 (end - start, width),
                 &Device::Cpu,
             )?;
-            let z = self.mlp.forward(&xt, None)?;
+            let z = self.mlp.infer(&xt, candle_core::utils::get_num_threads())?;
             let loss = network::loss(self.spec.task, &z, &self.val_y[start..end])?;
             sum += f64::from(loss.to_scalar::<f32>()?) * (end - start) as f64;
             start = end;
