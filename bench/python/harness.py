@@ -288,6 +288,14 @@ class Bench:
                    "peak_rss_mib": median(rss[name]), "runs_s": walls[name]}
             for name in sides
         }
+        self.results["sections"]["scoring"]["maas score"]["executor"] = self.maas_executor()
+
+    def maas_executor(self):
+        """What serves the ONNX seed model in this build (`dense-avx512`, `tract`, …)."""
+        text = subprocess.run([str(MAAS_BENCH), str(self.onnx), "--latency-iterations", "1",
+                               "--batches", "1", "--runs", "1", "--min-seconds", "0"],
+                              check=True, capture_output=True, text=True).stdout
+        return json.loads(text)["engine"]
 
     # ---------------------------------------------------------------- training
     def training(self):
@@ -522,9 +530,12 @@ def render(results, args):
     if "scoring" in s:
         b = s["scoring"]
         ms, pd_ = b["maas score"], b["pandas + onnxruntime"]
+        # Runs before the dense kernels recorded no executor: they were served by tract.
+        executor = ms.get("executor", "tract, in a run before the dense kernels existed; "
+                                      "`bench/run --only scoring` refreshes it")
         lines += ["## Batch scoring", "",
                   f"A CSV of {ms['rows']:,} rows × 1000 features (+ target) in, the rows with a "
-                  "prediction column out: `maas score` (the ONNX model on the dense kernels, streaming) vs a pandas script "
+                  f"prediction column out: `maas score` (streaming; the ONNX model on {executor}) vs a pandas script "
                   "(`read_csv` → onnxruntime `run` → `to_csv`, in chunks of 100,000 rows: read "
                   "whole, 1,000,000 rows need more than this machine's 24 GB and pandas is "
                   "killed).", "",
@@ -541,7 +552,8 @@ def render(results, args):
         lines += ["## Training", "",
                   "The seed workload (MLP 1000→500→100→1, ReLU, MSE, Adam lr 0.001) on the same "
                   "generated CSV, the same split fraction, epochs and batch size: `maas train` "
-                  "(candle, in-place Adam) vs a PyTorch loop. samples/s is the median epoch; "
+                  "(candle tensors, the backward pass written out, the products on the dense kernels, "
+                  "in-place Adam) vs a PyTorch loop. samples/s is the median epoch; "
                   "validation MSE after the last epoch.", "",
                   "| threads | batch | maas samples/s | PyTorch samples/s | ratio | maas val MSE | PyTorch val MSE |",
                   "|---|---|---|---|---|---|---|"]
