@@ -9,8 +9,10 @@
 //! multiplies a few input rows by one panel and adds the bias and the activation before it stores
 //! the result, so each output is written once.
 //!
-//! With more than one thread, a layer's panels are split between the calling thread and the
-//! workers of a pool owned by this module: each thread reads only its share of the weights.
+//! With more than one thread and enough rows, each thread runs the whole chain on its share of
+//! the rows (one hand-off per call); with fewer rows, a layer's panels are split between the
+//! calling thread and the workers of a pool owned by this crate, each thread reading only its
+//! share of the weights. Work under 2²⁰ multiply-adds stays on the calling thread.
 //!
 //! The kernels need AVX-512F, or AVX2 with FMA, picked at run time. On other CPUs (e.g. Graviton)
 //! [`DensePlan::new`] returns `None` and the caller serves the model another way.
