@@ -2,7 +2,7 @@
 //! Lambda build aborts on panic). Three generators: raw bytes with arbitrary header lengths,
 //! structurally plausible requests with hostile values, and byte-level mutations of valid JSON
 //! and binary requests. `PROPTEST_CASES` scales the runs (CI uses the defaults below; a long run
-//! is `PROPTEST_CASES=200000 cargo test --release -p maas-inference --test fuzz_decoding`).
+//! is `PROPTEST_CASES=200000 cargo test --release -p maas-inference --test integration fuzz_decoding`).
 
 use maas_inference::protocol::decode_infer_request;
 use proptest::prelude::*;

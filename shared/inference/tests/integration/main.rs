@@ -1,0 +1,5 @@
+//! maas-inference's integration tests, in one binary (each test binary links the whole stack, so
+//! one per crate keeps build time and disk down).
+
+mod fuzz_decoding;
+mod router;
