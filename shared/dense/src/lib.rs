@@ -11,8 +11,10 @@
 //!
 //! With more than one thread and enough rows, each thread runs the whole chain on its share of
 //! the rows (one hand-off per call); with fewer rows, a layer's panels are split between the
-//! calling thread and the workers of a pool owned by this crate, each thread reading only its
-//! share of the weights. Work under 2²⁰ multiply-adds stays on the calling thread.
+//! calling thread and the workers of a team owned by this crate, each thread reading only its
+//! share of the weights. Work under 2²⁰ multiply-adds stays on the calling thread. The team's
+//! workers stay awake briefly between calls, so back-to-back calls don't pay for waking a parked
+//! thread (see the `team` module).
 //!
 //! The kernels need AVX-512F, or AVX2 with FMA, picked at run time. On other CPUs (e.g. Graviton)
 //! [`DensePlan::new`] returns `None` and the caller serves the model another way.
@@ -20,8 +22,9 @@
 //! This is the workspace's one crate with `unsafe` code: the intrinsics, and the output pointer
 //! that the threads of one layer share, each writing its own columns.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod team;
 
 /// The activation a layer applies to its outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,16 +292,15 @@ impl DensePlan {
             return output;
         }
         let per_part = rows.div_ceil(parts);
-        let mut pieces: Vec<(&[f32], &mut [f32])> = input
-            .chunks(per_part * k)
-            .zip(output.chunks_mut(per_part * width))
-            .collect();
-        pool(threads).in_place_scope(|scope| {
-            let mine = pieces.remove(0);
-            for (x, out) in pieces {
-                scope.spawn(move |_| self.forward_into(x, x.len() / k, out, 1));
-            }
-            self.forward_into(mine.0, mine.0.len() / k, mine.1, 1);
+        let out_ptr = SharedOut(output.as_mut_ptr());
+        team::run_parts(parts, threads, &|part| {
+            let first = (per_part * part).min(rows);
+            let count = per_part.min(rows - first);
+            let x = &input[first * k..(first + count) * k];
+            // SAFETY: parts cover disjoint row ranges of `output`, which outlives the call.
+            let out =
+                unsafe { std::slice::from_raw_parts_mut(out_ptr.at(first * width), count * width) };
+            self.forward_into(x, count, out, 1);
         });
         output
     }
@@ -351,16 +353,7 @@ impl DensePlan {
             // `out` that outlives the scope below.
             unsafe { self.panels_range(layer, x, rows, out_ptr, first..last) }
         };
-        if parts == 1 {
-            run_part(0);
-            return;
-        }
-        pool(threads).in_place_scope(|scope| {
-            for part in 1..parts {
-                scope.spawn(move |_| run_part(part));
-            }
-            run_part(0);
-        });
+        team::run_parts(parts, threads, &run_part);
     }
 
     /// Computes output columns of panels `range` for every row.
@@ -461,6 +454,18 @@ unsafe impl Send for SharedOut {}
 // SAFETY: as for `Send`: shared only to hand each thread its own columns.
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The pointer `floats` past the start (a method, so closures capture the whole `Sync`
+    /// wrapper rather than its raw field).
+    ///
+    /// # Safety
+    /// As for `pointer::add`: the result stays inside the buffer.
+    unsafe fn at(self, floats: usize) -> *mut f32 {
+        // SAFETY: the caller keeps the offset inside the buffer.
+        unsafe { self.0.add(floats) }
+    }
+}
+
 /// Packs a layer's weights into panels and pads its bias.
 fn pack(layer: &LayerWeights<'_>, threads: usize) -> PackedLayer {
     let (k, n) = (layer.in_features, layer.out_features);
@@ -469,41 +474,22 @@ fn pack(layer: &LayerWeights<'_>, threads: usize) -> PackedLayer {
     // 16 spare floats let the panels start on a 64-byte boundary.
     let mut storage = vec![0.0f32; len + 16];
     let offset = storage.as_ptr().align_offset(64).min(16);
-    let mut blocks: Vec<(usize, &mut [f32])> = storage[offset..offset + len]
-        .chunks_mut(k * PANEL)
-        .enumerate()
-        .collect();
     // Training packs its weights for every product: large ones are packed by every thread.
     let parts = if threads > 1 && k * n >= PARALLEL_MIN_MACS / 4 {
         threads.min(panels)
     } else {
         1
     };
-    if parts == 1 {
-        for (panel, block) in blocks {
+    let blocks = SharedOut(storage[offset..offset + len].as_mut_ptr());
+    team::run_parts(parts, threads, &|part| {
+        for panel in panels * part / parts..panels * (part + 1) / parts {
+            // SAFETY: parts pack disjoint panels, each `k × PANEL` floats of `storage`, which
+            // outlives the call.
+            let block =
+                unsafe { std::slice::from_raw_parts_mut(blocks.at(panel * k * PANEL), k * PANEL) };
             pack_panel(layer, panel, block);
         }
-    } else {
-        let per_part = panels.div_ceil(parts);
-        pool(threads).in_place_scope(|scope| {
-            let mut groups = Vec::new();
-            while !blocks.is_empty() {
-                let rest = blocks.split_off(per_part.min(blocks.len()));
-                groups.push(std::mem::replace(&mut blocks, rest));
-            }
-            let mine = groups.remove(0);
-            for group in groups {
-                scope.spawn(move |_| {
-                    for (panel, block) in group {
-                        pack_panel(layer, panel, block);
-                    }
-                });
-            }
-            for (panel, block) in mine {
-                pack_panel(layer, panel, block);
-            }
-        });
-    }
+    });
     let mut bias = vec![0.0f32; panels * PANEL];
     if let Some(b) = layer.bias {
         bias[..n].copy_from_slice(b);
@@ -763,11 +749,35 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
 }
 
+/// Runs `work` on each of `items`, the first on the calling thread and the others on the dense
+/// kernels' team of workers (on `threads` threads in all; at most one item per thread is the
+/// intended use). For work that runs between the kernels' calls, e.g. an optimizer's update of
+/// large parameters: the workers are the ones already awake from the last product, where a
+/// second pool would have to wake its own.
+///
+/// # Panics
+/// If `work` panics on any item.
+pub fn for_each_on_team<T: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) + Sync) {
+    let cells: Vec<std::sync::Mutex<Option<T>>> = items
+        .into_iter()
+        .map(|item| std::sync::Mutex::new(Some(item)))
+        .collect();
+    team::run_parts(cells.len(), threads, &|part| {
+        let item = cells[part]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(item) = item {
+            work(item);
+        }
+    });
+}
+
 /// Threads the dense kernels use per prediction (1 unless set).
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Sets the threads per prediction (process-wide). The worker pool is sized by the first
-/// prediction that uses more than one.
+/// Sets the threads per prediction (process-wide). The team of worker threads is sized by the
+/// first prediction that uses more than one.
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
@@ -775,18 +785,6 @@ pub fn set_threads(n: usize) {
 /// Threads per prediction.
 pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
-}
-
-/// The worker pool: `threads - 1` workers, the caller being the last thread.
-fn pool(threads: usize) -> &'static rayon::ThreadPool {
-    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.saturating_sub(1).max(1))
-            .thread_name(|i| format!("maas-dense-{i}"))
-            .build()
-            .expect("the dense kernels' worker threads start")
-    })
 }
 
 #[cfg(test)]

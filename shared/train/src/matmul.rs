@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use maas_dense::{Activation, LayerWeights, Weights};
 
 use crate::spec::HiddenActivation;
@@ -112,6 +112,38 @@ impl CustomOp2 for ActivationBackward {
     }
 }
 
+/// The sums down each column of `x [rows, cols]`, as `[cols]`: a layer's bias gradient. One pass
+/// over the rows in order (candle's reduction over the first dimension strides down each
+/// column, and took as long as a product of the step's smaller layers).
+pub(crate) fn column_sums(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.dtype() != DType::F32 || x.rank() != 2 {
+        return x.sum(0);
+    }
+    x.apply_op1_no_bwd(&ColumnSums)
+}
+
+struct ColumnSums;
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "maas-column-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(x), &[rows, cols]) = (s, l.dims()) else {
+            candle_core::bail!("maas-column-sums sums a 2-D f32 tensor");
+        };
+        let x = row_major(x, l, rows, cols);
+        let mut sums = vec![0.0f32; cols];
+        for row in x.chunks_exact(cols) {
+            for (sum, value) in sums.iter_mut().zip(row) {
+                *sum += value;
+            }
+        }
+        Ok((CpuStorage::F32(sums), Shape::from(cols)))
+    }
+}
+
 /// `a [m, k] · b [k, n]` on `threads` threads.
 pub(crate) fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> candle_core::Result<Tensor> {
     if !dense_operands(a, b) {
@@ -206,6 +238,25 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
+
+    #[test]
+    fn column_sums_match_candle_on_plain_and_transposed_tensors() {
+        let v: Vec<f32> = (0..37 * 45)
+            .map(|i| ((i * 7) % 23) as f32 / 9.0 - 1.2)
+            .collect();
+        let x = Tensor::from_vec(v, (37, 45), &Device::Cpu).expect("tensor");
+        for x in [x.clone(), x.t().expect("t")] {
+            let want = x.sum(0).expect("candle").to_vec1::<f32>().expect("values");
+            let got = column_sums(&x)
+                .expect("sums")
+                .to_vec1::<f32>()
+                .expect("values");
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+            }
+        }
+    }
 
     #[test]
     fn products_of_plain_and_transposed_operands_match_candle() {

@@ -177,7 +177,7 @@ impl Mlp {
         for i in (0..self.layers.len()).rev() {
             let (w, _) = &self.layers[i];
             grads[2 * i] = Some(mm(&inputs[i].t()?, &dz)?);
-            grads[2 * i + 1] = Some(dz.sum(0)?);
+            grads[2 * i + 1] = Some(crate::matmul::column_sums(&dz)?);
             if i == 0 {
                 break; // the input batch needs no gradient
             }

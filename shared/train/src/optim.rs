@@ -164,18 +164,21 @@ impl candle_core::InplaceOp2 for Update<'_> {
                     step: lr / self.bias1,
                     inv_sqrt_bias2: 1.0 / self.bias2.sqrt(),
                 };
-                // Large parameters are updated in slices on every rayon thread (the step's
-                // products use both cores; this memory-bound pass over four buffers would
-                // otherwise leave one idle).
-                if param.len() >= PARALLEL_UPDATE_MIN && rayon::current_num_threads() > 1 {
-                    use rayon::prelude::*;
-                    let chunk = param.len().div_ceil(rayon::current_num_threads());
-                    param
-                        .par_chunks_mut(chunk)
-                        .zip(grad.par_chunks(chunk))
-                        .zip(first.par_chunks_mut(chunk))
-                        .zip(second.par_chunks_mut(chunk))
-                        .for_each(|(((p, g), m), v)| adam.update(p, g, m, v));
+                // Large parameters are updated in slices on every thread (the step's products
+                // use both cores; this memory-bound pass over four buffers would otherwise leave
+                // one idle), on the dense kernels' workers, which the products just woke.
+                let threads = candle_core::utils::get_num_threads();
+                if param.len() >= PARALLEL_UPDATE_MIN && threads > 1 {
+                    let chunk = param.len().div_ceil(threads);
+                    let slices: Vec<_> = param
+                        .chunks_mut(chunk)
+                        .zip(grad.chunks(chunk))
+                        .zip(first.chunks_mut(chunk))
+                        .zip(second.chunks_mut(chunk))
+                        .collect();
+                    maas_dense::for_each_on_team(slices, threads, |(((p, g), m), v)| {
+                        adam.update(p, g, m, v)
+                    });
                 } else {
                     adam.update(param, grad, &mut first[..], &mut second[..]);
                 }
@@ -185,7 +188,7 @@ impl candle_core::InplaceOp2 for Update<'_> {
     }
 }
 
-/// Parameters with at least this many values are updated on every rayon thread.
+/// Parameters with at least this many values are updated on every thread.
 const PARALLEL_UPDATE_MIN: usize = 1 << 16;
 
 /// Adam's (or AdamW's) constants for one step.
