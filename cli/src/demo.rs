@@ -230,7 +230,9 @@ pub(crate) async fn demo(
         .put(&input_key, Bytes::from(batch), PutCondition::None)
         .await?;
     println!("      put {input_key}");
-    let report_key = format!("batch/output/{MODEL}/demo.csv.report.json");
+    let target = maas_batch::BatchTarget::parse(&input_key)
+        .map_err(|e| demo_error(format!("the demo's batch key: {e}")))?;
+    let report_key = target.report_key.clone();
     let deadline = Instant::now() + Duration::from_secs(180);
     let report: Value = loop {
         if let Ok(object) = store.get(&report_key).await
@@ -255,7 +257,8 @@ pub(crate) async fn demo(
         report["rows_per_second"].as_f64().unwrap_or(f64::NAN)
     );
     println!(
-        "      the scored rows are in batch/output/{MODEL}/demo.csv, the rejected one in demo.csv.errors.jsonl"
+        "      the scored rows are in {}, the rejected one in {}",
+        target.output_key, target.errors_key
     );
 
     step(5, "what to try next");

@@ -4,7 +4,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = maas_cli::Cli::parse();
-    maas_engine::threads::configure_from_env();
+    if let Err(err) = maas_engine::threads::configure_from_env() {
+        eprintln!("error: {err}");
+        return std::process::ExitCode::FAILURE;
+    }
     // A one-shot prediction is a process start away from its answer: one thread drives it (the
     // model load still hashes and parses on two blocking threads). Everything else gets the
     // multi-threaded runtime.

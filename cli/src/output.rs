@@ -216,7 +216,9 @@ pub(crate) async fn audit(
             } => {
                 format!("version {version} created ({source})")
             }
-            maas_core::AuditAction::AliasMoved { alias, from, to } => format!(
+            maas_core::AuditAction::AliasMoved {
+                alias, from, to, ..
+            } => format!(
                 "{alias}: {} -> {to}",
                 from.map_or("none".to_string(), |v| v.to_string())
             ),
@@ -230,6 +232,11 @@ pub(crate) async fn audit(
         text.push_str(&format!("{at}  {:<20} {what}", r.actor));
         if let Some(reason) = &r.reason {
             text.push_str(&format!("  ({reason})"));
+        }
+        if r.applied == Some(false) {
+            // Written as the intent of a change that never took effect (a crash or a lost
+            // race between the record and the change).
+            text.push_str("  [not applied]");
         }
     }
     Ok(render(json, json!(records), text))

@@ -1,6 +1,7 @@
 //! `maas score MODEL INPUT OUTPUT`: batch scoring of local files with the same row code the
 //! scoring function runs, with a progress bar. Outputs appear whole: they are written next to
-//! their final names and renamed when scoring succeeded.
+//! their final names and renamed when scoring succeeded, the report last — a report on disk
+//! means the outputs beside it are this run's, complete.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,6 +49,13 @@ pub(crate) async fn score_files(
     };
     let loaded = LoadedModel::load(registry, model, selector).await?;
     let version = loaded.manifest().version;
+    // The report is the commit point: an old one must not vouch for the outputs of this run.
+    let report_path = with_suffix(&output, ".report.json");
+    match std::fs::remove_file(&report_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(&report_path, e)),
+    }
     let started = Instant::now();
     let (input_c, output_c) = (input.clone(), output.clone());
     let counts: RowCounts = tokio::task::spawn_blocking(move || -> Result<RowCounts, CliError> {
@@ -114,11 +122,13 @@ pub(crate) async fn score_files(
         "elapsed_ms": elapsed * 1e3,
         "rows_per_second": if elapsed > 0.0 { counts.read as f64 / elapsed } else { 0.0 },
     });
-    let report_path = with_suffix(&output, ".report.json");
+    // Written aside and renamed, after both outputs: a report on disk means the run finished.
+    let report_partial = with_suffix(&output, ".report.json.partial");
     std::fs::write(
-        &report_path,
+        &report_partial,
         serde_json::to_vec_pretty(&report).unwrap_or_default(),
     )
+    .and_then(|()| std::fs::rename(&report_partial, &report_path))
     .map_err(|e| file_error(&report_path, e))?;
     let text = format!(
         "scored {} rows with {model} version {version} in {:.2} s ({:.0} rows/s): {} scored → {}, {} rejected → {}",

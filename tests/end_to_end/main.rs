@@ -2,6 +2,7 @@
 //! binary links the whole stack, so one binary keeps build time and disk down).
 
 mod engines;
+mod faults;
 mod push_refusals;
 mod registry_concurrency;
 mod store_conformance;

@@ -188,3 +188,67 @@ async fn bad_model_names_are_refused_before_any_key_is_built() {
         assert!(err.contains("invalid model name"), "{bad:?}: {err}");
     }
 }
+
+/// Regression: a manifest could override the model's inputs with shapes that contradict it,
+/// and serving sized buffers from them. Every contradicting override is refused at push.
+#[tokio::test]
+async fn manifest_overrides_that_contradict_the_model_are_refused() {
+    use maas_core::{DataType, TensorSpec};
+    let spec = |name: &str, datatype: DataType, shape: &[i64]| TensorSpec {
+        name: name.into(),
+        datatype,
+        shape: shape.to_vec(),
+    };
+    let bench = bench_with_one_version().await;
+    let before = snapshot(&bench.store).await;
+    let contradictions: Vec<(&str, Vec<TensorSpec>, Option<Vec<TensorSpec>>)> = vec![
+        (
+            "width",
+            vec![spec("input", DataType::Fp32, &[-1, 999])],
+            None,
+        ),
+        (
+            "huge width",
+            vec![spec("input", DataType::Fp32, &[-1, i64::MAX / 2, 4])],
+            None,
+        ),
+        (
+            "rank",
+            vec![spec("input", DataType::Fp32, &[-1, 10, 100])],
+            None,
+        ),
+        (
+            "type",
+            vec![spec("input", DataType::Int64, &[-1, 1000])],
+            None,
+        ),
+        ("count", vec![], None),
+        (
+            "zero dimension",
+            vec![spec("input", DataType::Fp32, &[-1, 0])],
+            None,
+        ),
+        (
+            "output width",
+            vec![spec("input", DataType::Fp32, &[-1, 1000])],
+            Some(vec![spec("output", DataType::Fp32, &[-1, 7])]),
+        ),
+    ];
+    for (what, inputs, outputs) in contradictions {
+        let mut req = request("seed", "model.onnx", seed_file("model.onnx"));
+        req.template.inputs = Some(inputs);
+        req.template.outputs = outputs;
+        let err = push(&bench.registry, req)
+            .await
+            .expect_err(what)
+            .to_string();
+        assert!(err.contains("contradict the model"), "{what}: {err}");
+    }
+    assert_eq!(snapshot(&bench.store).await, before, "nothing written");
+    // An override that agrees (new names, the batch dimension left open) is accepted.
+    let mut req = request("seed", "model.onnx", seed_file("model.onnx"));
+    req.template.inputs = Some(vec![spec("features", DataType::Fp32, &[-1, 1000])]);
+    push(&bench.registry, req)
+        .await
+        .expect("a consistent override");
+}

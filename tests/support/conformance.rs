@@ -20,6 +20,7 @@ pub async fn run_single_writer_suite(store: &dyn ObjectStore) {
     delete_is_idempotent(store).await;
     hostile_keys_are_refused(store).await;
     ranges_read_parts_of_objects(store).await;
+    folders_list_one_entry_per_folder(store).await;
     uploads_appear_whole_on_completion(store).await;
 }
 
@@ -34,34 +35,66 @@ async fn ranges_read_parts_of_objects(store: &dyn ObjectStore) {
         .await
         .expect("put");
     assert_eq!(
-        &store.get_range("range/obj", 10, 20).await.expect("middle")[..],
+        &store
+            .get_range("range/obj", 10, 20, None)
+            .await
+            .expect("middle")[..],
         &content[10..20]
     );
     assert_eq!(
-        &store.get_range("range/obj", 90, 200).await.expect("tail")[..],
+        &store
+            .get_range("range/obj", 90, 200, None)
+            .await
+            .expect("tail")[..],
         &content[90..]
     );
     assert!(
         store
-            .get_range("range/obj", 150, 200)
+            .get_range("range/obj", 150, 200, None)
             .await
             .expect("past the end")
             .is_empty()
     );
     assert!(
         store
-            .get_range("range/obj", 5, 5)
+            .get_range("range/obj", 5, 5, None)
             .await
             .expect("empty")
             .is_empty()
     );
     assert!(
         store
-            .get_range("range/none", 0, 10)
+            .get_range("range/none", 0, 10, None)
             .await
             .expect_err("missing")
             .is_not_found()
     );
+
+    // A read pinned to the tag the reader saw succeeds while the object is unchanged...
+    let tag = store.head("range/obj").await.expect("head").etag;
+    assert_eq!(
+        &store
+            .get_range("range/obj", 0, 10, Some(&tag))
+            .await
+            .expect("pinned")[..],
+        &content[..10]
+    );
+    // ...and fails, returning none of the new bytes, once it is overwritten.
+    let replaced: Vec<u8> = (100..200u8).collect();
+    store
+        .put("range/obj", Bytes::from(replaced), PutCondition::None)
+        .await
+        .expect("overwrite");
+    for (start, end) in [(10, 20), (0, 0)] {
+        let err = store
+            .get_range("range/obj", start, end, Some(&tag))
+            .await
+            .expect_err("the object changed");
+        assert!(
+            matches!(err, StoreError::PreconditionFailed { .. }),
+            "{start}..{end}: {err}"
+        );
+    }
 }
 
 async fn uploads_appear_whole_on_completion(store: &dyn ObjectStore) {
@@ -374,5 +407,36 @@ pub async fn concurrent_swaps_lose_nothing(
         std::str::from_utf8(&end.body).expect("utf8"),
         (writers * rounds).to_string(),
         "every increment survived"
+    );
+}
+
+async fn folders_list_one_entry_per_folder(store: &dyn ObjectStore) {
+    for key in [
+        "tree/a/1.json",
+        "tree/a/2.json",
+        "tree/a/deep/3.json",
+        "tree/b/1.json",
+        "tree/top.json",
+        "treeless/x.json",
+    ] {
+        store
+            .put(key, Bytes::from_static(b"{}"), PutCondition::None)
+            .await
+            .expect("put");
+    }
+    assert_eq!(
+        store.list_folders("tree/").await.expect("folders"),
+        ["a", "b"]
+    );
+    assert_eq!(
+        store.list_folders("tree/a/").await.expect("folders"),
+        ["deep"]
+    );
+    assert!(
+        store
+            .list_folders("nothing/")
+            .await
+            .expect("an empty listing")
+            .is_empty()
     );
 }

@@ -198,3 +198,66 @@ pub async fn push_seed(
     .expect("the seed fixture pushes")
     .manifest
 }
+
+/// An embedding lookup: `ids [N, 3]` (INT64) → `Gather(table [10, 4], ids)` → `y [N, 3, 4]`.
+/// An id outside 0..10 is a bad input value (the client's error, not the model's).
+pub fn onnx_embedding() -> Vec<u8> {
+    use tract_onnx::pb::{
+        GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+        TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
+    };
+    let value = |name: &str, elem_type: i32, dims: &[&str]| ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| tensor_shape_proto::Dimension {
+                            value: Some(match d.parse::<i64>() {
+                                Ok(n) => tensor_shape_proto::dimension::Value::DimValue(n),
+                                Err(_) => {
+                                    tensor_shape_proto::dimension::Value::DimParam(d.to_string())
+                                }
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let table = TensorProto {
+        name: "table".into(),
+        dims: vec![10, 4],
+        data_type: 1,
+        float_data: (0..40).map(|i| i as f32 / 10.0).collect(),
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            name: "embedding".into(),
+            node: vec![NodeProto {
+                op_type: "Gather".into(),
+                input: vec!["table".into(), "ids".into()],
+                output: vec!["y".into()],
+                name: "lookup".into(),
+                ..Default::default()
+            }],
+            initializer: vec![table],
+            input: vec![value("ids", 7, &["N", "3"])],
+            output: vec![value("y", 1, &["N", "3", "4"])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&model)
+}

@@ -716,11 +716,23 @@ async fn demo_trains_serves_predicts_and_scores_a_dropped_file() {
     for (prediction, target) in &pairs {
         assert!((prediction - target).abs() < 1.0, "{out}");
     }
-    // The outputs are where the demo says.
-    let scored = std::fs::read_to_string(data.join("batch/output/seed/demo.csv")).expect("output");
+    // The outputs are where the demo says: the demo drops its file under `seed:{version}/`, so
+    // they are under the same selector folder in batch/output/.
+    let folder = std::fs::read_dir(data.join("batch/output"))
+        .expect("outputs")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .find(|name| name.starts_with("seed:"))
+        .expect("a seed:{version} output folder");
+    assert!(
+        out.contains(&format!("batch/output/{folder}/demo.csv")),
+        "{out}"
+    );
+    let scored = std::fs::read_to_string(data.join(format!("batch/output/{folder}/demo.csv")))
+        .expect("output");
     assert_eq!(scored.lines().count(), 1001);
-    let errors = std::fs::read_to_string(data.join("batch/output/seed/demo.csv.errors.jsonl"))
-        .expect("errors");
+    let errors =
+        std::fs::read_to_string(data.join(format!("batch/output/{folder}/demo.csv.errors.jsonl")))
+            .expect("errors");
     assert_eq!(errors.lines().count(), 1, "{errors}");
 }
 
@@ -759,7 +771,7 @@ async fn spawn_sigv4_proxy(upstream: &str) -> (tokio::process::Child, String) {
     (proxy, format!("127.0.0.1:{port}"))
 }
 
-async fn wait_for_port(addr: &str) {
+pub(crate) async fn wait_for_port(addr: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(std::time::Instant::now() < deadline, "{addr} did not open");

@@ -2,4 +2,6 @@
 //! one per crate keeps build time and disk down).
 
 mod cli;
+mod kill;
+mod soak;
 mod tritonclient;

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let started = Instant::now();
     // Honours the function's log format (AWS_LAMBDA_LOG_FORMAT=JSON gives structured JSON lines).
     tracing::init_default_subscriber();
-    maas_engine::threads::configure_from_env();
+    maas_engine::threads::configure_from_env()?;
     let config = InferenceConfig::from_lookup(|k| std::env::var(k).ok())?;
     let state = maas_inference::build_state(&config).await?;
     let init_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -43,6 +43,9 @@ pub struct InvocationSummary {
     pub already_scored: Vec<String>,
     /// Records outside the trigger prefix.
     pub skipped: Vec<String>,
+    /// Records whose object was overwritten while it was scored: nothing was published, and
+    /// the new object's own event scores it.
+    pub superseded: Vec<String>,
 }
 
 /// Scores every record of `event`. `store_prefix` is the key prefix of the store inside its
@@ -121,7 +124,13 @@ async fn score_key(
         summary.skipped.push(full_key.to_string());
         return;
     };
-    match scorer.score(key).await {
+    let mut outcome = scorer.score(key).await;
+    if key.starts_with(BULK_PREFIX) && matches!(outcome, Ok(ScoreOutcome::Superseded { .. })) {
+        // No event follows an overwrite under batch/bulk/: score the new content now.
+        info!(key, "overwritten while scored; scoring its new version");
+        outcome = scorer.score(key).await;
+    }
+    match outcome {
         Ok(ScoreOutcome::Scored(report)) => {
             info!(
                 key,
@@ -134,6 +143,13 @@ async fn score_key(
         Ok(ScoreOutcome::AlreadyScored(_)) => {
             info!(key, "already scored by an earlier delivery");
             summary.already_scored.push(key.to_string());
+        }
+        Ok(ScoreOutcome::Superseded { .. }) => {
+            info!(
+                key,
+                "overwritten while scored; its new version is scored by its own event"
+            );
+            summary.superseded.push(key.to_string());
         }
         Err(e) => {
             error!(key, error = %e, "scoring failed");

@@ -10,7 +10,7 @@ use maas_store::StoreUrl;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    maas_engine::threads::configure_from_env();
+    maas_engine::threads::configure_from_env()?;
     let url = std::env::var("MAAS_STORE").map_err(|_| {
         ScoreFunctionError::Config("MAAS_STORE is not set; set it to s3://bucket[/prefix]".into())
     })?;

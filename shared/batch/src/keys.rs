@@ -4,18 +4,25 @@
 //! batch/input/{model}/{path}              scored with the default version (production, else latest)
 //! batch/input/{model}@{alias}/{path}      scored with the version the alias points at
 //! batch/input/{model}:{version}/{path}    scored with exactly that version
-//! batch/output/{model}/{path}             the rows with predictions, same format
-//! batch/output/{model}/{path}.errors.jsonl  one line per rejected row
-//! batch/output/{model}/{path}.report.json   counts, model version, timings (written last)
+//! batch/output/{folder}/{path}             the rows with predictions, same format
+//! batch/output/{folder}/{path}.errors.jsonl  one line per rejected row
+//! batch/output/{folder}/{path}.report.json   counts, model version, timings (written last)
 //! ```
+//!
+//! `{folder}` is the input's model folder as it was written — `seed`, `seed@staging`, `seed:3` —
+//! so scoring one file against two selectors (the A/B case) gives two outputs that never
+//! overwrite each other, and the plain `seed/` case stays `batch/output/seed/…`.
 //!
 //! Output never lands under `batch/input/`, so the scoring function can't trigger itself.
 //!
 //! `batch/bulk/` has the same layout as `batch/input/` but no upload trigger: it is for jobs of
 //! many files, which the template's Distributed Map state machine fans out over the scoring
-//! function (with a failure tolerance and a summary) instead of one event per upload.
+//! function (with a failure tolerance and a summary) instead of one event per upload. Its
+//! outputs go to `batch/output/_bulk/{folder}/{path}`: `_bulk` can't be a model folder (model
+//! names start with a letter or digit), so a bulk file never shares an output with an uploaded
+//! one of the same name.
 
-use maas_core::{ModelName, Version};
+use maas_core::{AliasName, ModelName, Version};
 use maas_registry::VersionSelector;
 
 use crate::BatchError;
@@ -26,6 +33,8 @@ pub const INPUT_PREFIX: &str = "batch/input/";
 pub const BULK_PREFIX: &str = "batch/bulk/";
 /// Where results go.
 pub const OUTPUT_PREFIX: &str = "batch/output/";
+/// Where results of `batch/bulk/` inputs go (under [`OUTPUT_PREFIX`]).
+pub const BULK_OUTPUT_PREFIX: &str = "batch/output/_bulk/";
 
 /// Row formats batch scoring reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +71,13 @@ impl BatchTarget {
             key: key.to_string(),
             why: why.to_string(),
         };
-        let rest = key
-            .strip_prefix(INPUT_PREFIX)
-            .or_else(|| key.strip_prefix(BULK_PREFIX))
-            .ok_or_else(|| invalid("it is not under batch/input/ (or batch/bulk/)"))?;
+        let (rest, output_prefix) = if let Some(rest) = key.strip_prefix(INPUT_PREFIX) {
+            (rest, OUTPUT_PREFIX)
+        } else if let Some(rest) = key.strip_prefix(BULK_PREFIX) {
+            (rest, BULK_OUTPUT_PREFIX)
+        } else {
+            return Err(invalid("it is not under batch/input/ (or batch/bulk/)"));
+        };
         let (model_part, path) = rest.split_once('/').ok_or_else(|| {
             invalid("it has no file below the model folder (batch/input/{model}/{file})")
         })?;
@@ -94,7 +106,20 @@ impl BatchTarget {
             ));
         };
         maas_store::validate_key(key).map_err(|e| invalid(&e.to_string()))?;
-        let output_key = format!("{OUTPUT_PREFIX}{model}/{path}");
+        // The folder names the selector, so each selector has its own outputs (`seed:03` and
+        // `seed:3` are one selector, and write one output).
+        let folder = match &selector {
+            VersionSelector::Default => model.to_string(),
+            VersionSelector::Alias(alias) if alias == AliasName::LATEST => {
+                format!("{model}@{alias}")
+            }
+            VersionSelector::Alias(alias) => {
+                let alias = AliasName::new(alias).map_err(|e| invalid(&e.to_string()))?;
+                format!("{model}@{alias}")
+            }
+            VersionSelector::Version(v) => format!("{model}:{v}"),
+        };
+        let output_key = format!("{output_prefix}{folder}/{path}");
         Ok(Self {
             input_key: key.to_string(),
             errors_key: format!("{output_key}.errors.jsonl"),
@@ -126,15 +151,45 @@ mod tests {
         let t = BatchTarget::parse("batch/input/seed@staging/x.jsonl").expect("alias");
         assert_eq!(t.selector, VersionSelector::Alias("staging".into()));
         assert_eq!(t.format, RowFormat::JsonLines);
-        assert_eq!(t.output_key, "batch/output/seed/x.jsonl");
+        assert_eq!(t.output_key, "batch/output/seed@staging/x.jsonl");
         let t = BatchTarget::parse("batch/bulk/seed@staging/part-7.csv").expect("bulk");
-        assert_eq!(t.output_key, "batch/output/seed/part-7.csv");
+        assert_eq!(t.output_key, "batch/output/_bulk/seed@staging/part-7.csv");
         assert_eq!(t.input_key, "batch/bulk/seed@staging/part-7.csv");
         let t = BatchTarget::parse("batch/input/seed:3/x.csv").expect("version");
         assert_eq!(
             t.selector,
             VersionSelector::Version(Version::new(3).expect("3"))
         );
+    }
+
+    #[test]
+    fn every_selector_and_source_has_its_own_outputs() {
+        // GIVEN one file name dropped under four selectors / sources
+        let keys = [
+            "batch/input/seed/x.csv",
+            "batch/input/seed@staging/x.csv",
+            "batch/input/seed@production/x.csv",
+            "batch/input/seed:3/x.csv",
+            "batch/bulk/seed/x.csv",
+            "batch/bulk/seed:3/x.csv",
+        ];
+        let targets: Vec<BatchTarget> = keys
+            .iter()
+            .map(|k| BatchTarget::parse(k).expect("valid"))
+            .collect();
+        // THEN no two share an output, errors file or report, and none is under an input prefix
+        for (i, a) in targets.iter().enumerate() {
+            for b in &targets[i + 1..] {
+                assert_ne!(a.output_key, b.output_key);
+                assert_ne!(a.errors_key, b.errors_key);
+                assert_ne!(a.report_key, b.report_key);
+            }
+            assert!(a.output_key.starts_with(OUTPUT_PREFIX), "{}", a.output_key);
+            assert!(!a.output_key.starts_with(INPUT_PREFIX));
+            assert!(!a.output_key.starts_with(BULK_PREFIX));
+        }
+        assert_eq!(targets[0].output_key, "batch/output/seed/x.csv");
+        assert_eq!(targets[3].output_key, "batch/output/seed:3/x.csv");
     }
 
     #[test]
@@ -147,6 +202,8 @@ mod tests {
             "batch/input/seed/x.parquet",
             "batch/input/seed:0/x.csv",
             "batch/input/seed/../x.csv",
+            "batch/input/seed@../x.csv",
+            "batch/input/seed@Bad/x.csv",
         ] {
             assert!(BatchTarget::parse(key).is_err(), "{key}");
         }

@@ -20,7 +20,7 @@ use maas_registry::{Registry, RegistryError};
 use maas_store::{PutCondition, SharedStore, StoreError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 pub use keys::{BULK_PREFIX, BatchTarget, INPUT_PREFIX, OUTPUT_PREFIX, RowFormat};
 pub use rows::RowCounts;
@@ -99,6 +99,14 @@ pub enum ScoreOutcome {
     Scored(ScoreReport),
     /// The same input was already scored by the same model version: nothing was written.
     AlreadyScored(ScoreReport),
+    /// The input was overwritten while it was being scored: nothing was published (a mix of
+    /// two versions of a file is no one's data). The new object's own event scores it.
+    Superseded {
+        /// The input object.
+        input_key: String,
+        /// The ETag it had when scoring started.
+        read_etag: String,
+    },
 }
 
 /// Scores batch files from one store.
@@ -150,8 +158,12 @@ impl BatchScorer {
         let started_at = OffsetDateTime::now_utc();
         let started = Instant::now();
 
-        let (reader_task, reader) =
-            stream::read_object(self.store.clone(), target.input_key.clone(), meta.size);
+        let (reader_task, reader) = stream::read_object(
+            self.store.clone(),
+            target.input_key.clone(),
+            meta.size,
+            meta.etag.clone(),
+        );
         let (out_task, out) =
             stream::upload_object(self.store.start_upload(&target.output_key).await?);
         let (err_task, errs) =
@@ -164,7 +176,10 @@ impl BatchScorer {
         })
         .await
         .map_err(|e| BatchError::Output(format!("scoring did not finish: {e}")))?;
+        // A reader that stopped early has already ended; one still blocked on a full channel
+        // (scoring failed for its own reasons) is stopped here.
         reader_task.abort();
+        let input_changed = matches!(reader_task.await, Ok(stream::ReadEnd::Changed));
         let out_writer = out_task
             .await
             .map_err(|e| BatchError::Output(e.to_string()))?;
@@ -184,6 +199,17 @@ impl BatchScorer {
                 }
                 if let Ok(w) = errs {
                     let _ = w.abort().await;
+                }
+                if input_changed {
+                    warn!(
+                        key = %target.input_key,
+                        etag = %meta.etag,
+                        "the input was overwritten while it was scored; nothing published (its new version is scored on its own event)"
+                    );
+                    return Ok(ScoreOutcome::Superseded {
+                        input_key: target.input_key.clone(),
+                        read_etag: meta.etag.0.clone(),
+                    });
                 }
                 return Err(match scored {
                     Err(e) => e,

@@ -252,19 +252,44 @@ pub fn score_jsonl(
     let mut pending: Vec<Value> = Vec::with_capacity(chunk_rows);
     let mut values: Vec<f32> = Vec::with_capacity(chunk_rows * width);
     let mut reader = BufReader::new(input);
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     let mut line_no = 0u64;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).map_err(io_failure)? == 0 {
-            break;
-        }
+    while let Some(fits) = read_bounded_line(&mut reader, &mut bytes, MAX_LINE_BYTES)? {
         line_no += 1;
+        if !fits {
+            counts.read += 1;
+            reject(
+                &mut errors,
+                line_no,
+                &format!(
+                    "the line is longer than {} MiB; split the record or send it as CSV",
+                    MAX_LINE_BYTES >> 20
+                ),
+                &mut counts,
+            )?;
+            continue;
+        }
+        let line = match std::str::from_utf8(&bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                counts.read += 1;
+                reject(
+                    &mut errors,
+                    line_no,
+                    &format!(
+                        "not valid UTF-8 at byte {} of the line; save the file as UTF-8",
+                        e.valid_up_to()
+                    ),
+                    &mut counts,
+                )?;
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
         counts.read += 1;
-        let row: Value = match serde_json::from_str(&line) {
+        let row: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
                 reject(
@@ -337,6 +362,45 @@ pub fn score_jsonl(
         .flush()
         .map_err(|e| BatchError::Output(e.to_string()))?;
     Ok(counts)
+}
+
+/// The longest JSON line held in memory; a longer one is rejected as a row (and skipped
+/// without being held), so one huge line can't exhaust a function's memory.
+pub const MAX_LINE_BYTES: usize = 8 << 20;
+
+/// Reads one line (without its `\n`) into `line`, holding at most `limit` bytes of it. Returns
+/// `None` at the end of the input, `Some(true)` for a line that fits and `Some(false)` for one
+/// that doesn't (the rest of it is read past, not kept).
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> Result<Option<bool>, BatchError> {
+    line.clear();
+    let mut fits = true;
+    let mut started = false;
+    loop {
+        let available = reader.fill_buf().map_err(io_failure)?;
+        if available.is_empty() {
+            return Ok(started.then_some(fits));
+        }
+        started = true;
+        let newline = available.iter().position(|&b| b == b'\n');
+        let piece = &available[..newline.unwrap_or(available.len())];
+        if fits {
+            if line.len() + piece.len() > limit {
+                fits = false;
+                line.clear();
+            } else {
+                line.extend_from_slice(piece);
+            }
+        }
+        let used = newline.map_or(available.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(Some(fits));
+        }
+    }
 }
 
 fn flush_jsonl(

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 
 use bytes::Bytes;
-use maas_store::{ObjectWriter, SharedStore, StoreError};
+use maas_store::{ETag, ObjectWriter, SharedStore, StoreError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -38,20 +38,59 @@ impl Read for ChannelReader {
     }
 }
 
-/// Streams `key` (of `size` bytes) in ranged reads into a [`ChannelReader`].
-pub fn read_object(store: SharedStore, key: String, size: u64) -> (JoinHandle<()>, ChannelReader) {
+/// How the reading task of [`read_object`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Every byte was read, or the reader stopped listening.
+    Done,
+    /// The object was overwritten while it was being read (a ranged read pinned to its first
+    /// ETag failed): what was read belongs to a version that no longer exists.
+    Changed,
+    /// A read failed for another reason (the reader got the error).
+    Failed,
+}
+
+/// Streams `key` (of `size` bytes, tagged `etag`) in ranged reads into a [`ChannelReader`]. Every
+/// read is pinned to `etag`, so the bytes all come from one version of the object: if it is
+/// overwritten midway, the next read fails and the task ends with [`ReadEnd::Changed`].
+pub fn read_object(
+    store: SharedStore,
+    key: String,
+    size: u64,
+    etag: ETag,
+) -> (JoinHandle<ReadEnd>, ChannelReader) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let task = tokio::spawn(async move {
         let mut offset = 0;
         while offset < size {
             let end = (offset + READ_CHUNK).min(size);
-            let chunk = store.get_range(&key, offset, end).await;
-            let failed = chunk.is_err();
-            if tx.send(chunk).await.is_err() || failed {
-                return;
+            let chunk = match store.get_range(&key, offset, end, Some(&etag)).await {
+                // The object is `size` bytes at this ETag: a shorter answer is a body cut short,
+                // not the end of the file.
+                Ok(bytes) if bytes.len() as u64 != end - offset => Err(StoreError::Backend {
+                    op: "get",
+                    key: key.clone(),
+                    message: format!(
+                        "a read of bytes {offset}..{end} returned {} bytes",
+                        bytes.len()
+                    ),
+                }),
+                other => other,
+            };
+            let end_state = match &chunk {
+                Ok(_) => None,
+                Err(StoreError::PreconditionFailed { .. }) => Some(ReadEnd::Changed),
+                Err(_) => Some(ReadEnd::Failed),
+            };
+            if tx.send(chunk).await.is_err() {
+                return end_state.unwrap_or(ReadEnd::Done);
+            }
+            if let Some(end_state) = end_state {
+                return end_state;
             }
             offset = end;
         }
+        ReadEnd::Done
     });
     (
         task,

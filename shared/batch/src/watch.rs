@@ -25,6 +25,8 @@ pub struct WatchPass {
     pub already_scored: Vec<String>,
     /// Keys that failed, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Keys overwritten while they were scored (scored again once they settle).
+    pub superseded: Vec<String>,
 }
 
 /// The state of a watcher between passes: what each key looked like and whether it was handled.
@@ -83,6 +85,11 @@ impl InputWatcher {
                     }
                     Ok(ScoreOutcome::AlreadyScored(_)) => {
                         result.already_scored.push(meta.key.clone());
+                    }
+                    Ok(ScoreOutcome::Superseded { .. }) => {
+                        // Changed under the scorer: score the new content once it settles.
+                        entry.handled = false;
+                        result.superseded.push(meta.key.clone());
                     }
                     Err(e) => {
                         warn!(key = %meta.key, error = %e, "batch file not scored; fix it and upload it again");

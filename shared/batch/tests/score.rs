@@ -187,7 +187,7 @@ async fn json_lines_are_scored_by_feature_name_or_position() {
         (report.rows_read, report.rows_scored, report.rows_rejected),
         (10, 8, 2)
     );
-    let output = text(&store, "batch/output/seed/rows.jsonl").await;
+    let output = text(&store, "batch/output/seed@latest/rows.jsonl").await;
     for (i, line) in output.lines().enumerate() {
         let doc: Value = serde_json::from_str(line).expect("json line");
         let p = doc["prediction"].as_f64().expect("prediction") as f32;
@@ -198,7 +198,7 @@ async fn json_lines_are_scored_by_feature_name_or_position() {
             assert_eq!(doc["instance"].as_array().expect("instance").len(), 1000);
         }
     }
-    let errors = text(&store, "batch/output/seed/rows.jsonl.errors.jsonl").await;
+    let errors = text(&store, "batch/output/seed@latest/rows.jsonl.errors.jsonl").await;
     let lines: Vec<u64> = errors
         .lines()
         .map(|l| {
@@ -322,4 +322,212 @@ async fn the_watcher_scores_stable_new_files_once_and_survives_bad_ones() {
     let again = restarted.pass(&scorer).await.expect("pass");
     assert_eq!(again.already_scored, ["batch/input/seed/a.csv"]);
     assert!(again.scored.is_empty());
+}
+
+/// One file scored against two aliases (the A/B case) gives two outputs, each from its version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_file_scored_under_two_selectors_keeps_both_outputs() {
+    use maas_core::AliasName;
+    let (_dir, store) = store_with_seed().await;
+    let registry = Registry::new(store.clone());
+    let template = ManifestTemplate {
+        features: Some(features()),
+        ..ManifestTemplate::default()
+    };
+    push_seed(&registry, "seed", "model.onnx", template).await;
+    let model = maas_core::ModelName::new("seed").expect("name");
+    for (alias, version) in [("staging", 1), ("production", 2)] {
+        registry
+            .set_alias(
+                &model,
+                &AliasName::new(alias).expect("alias"),
+                maas_core::Version::new(version).expect("version"),
+                "tester",
+                None,
+                Value::Null,
+            )
+            .await
+            .expect("alias");
+    }
+    let (csv, _) = csv_with_bad_rows();
+    let scorer = BatchScorer::new(store.clone());
+    let mut reports = Vec::new();
+    for folder in ["seed@staging", "seed@production", "seed:1", "seed"] {
+        let key = format!("batch/input/{folder}/x.csv");
+        store
+            .put(&key, Bytes::from(csv.clone()), PutCondition::None)
+            .await
+            .expect("upload");
+        let ScoreOutcome::Scored(report) = scorer.score(&key).await.expect("score") else {
+            panic!("{key} scored");
+        };
+        assert_eq!(report.output_key, format!("batch/output/{folder}/x.csv"));
+        reports.push(report);
+    }
+    // THEN each selector's report is still there, naming the version its selector chose.
+    for (report, version) in reports.iter().zip([1, 2, 1, 2]) {
+        let stored: maas_batch::ScoreReport = serde_json::from_slice(
+            &store
+                .get(&format!("{}.report.json", report.output_key))
+                .await
+                .expect("report")
+                .body,
+        )
+        .expect("json");
+        assert_eq!(stored.model_version, version, "{}", report.output_key);
+        assert_eq!(stored.input_key, report.input_key);
+        text(&store, &report.output_key).await;
+    }
+}
+
+/// A file overwritten while it is read is not published as a mix of both versions: the scorer
+/// stops without output, and scoring the new object afterwards gives its own rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_overwritten_mid_score_publishes_nothing() {
+    use maas_tests::faults::{Call, FaultyStore, Op};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (_dir, store) = store_with_seed().await;
+    // GIVEN an input bigger than one ranged read (8 MiB): 1,000 rows of 1,000 features
+    let (rows, _) = reference();
+    let line = |v: f32| {
+        let cells: Vec<String> = rows[0].iter().map(|x| format!("{:?}", x + v)).collect();
+        format!("{}\n", cells.join(","))
+    };
+    let mut old = format!("{}\n", features().join(","));
+    let mut new = old.clone();
+    for _ in 0..1000 {
+        old.push_str(&line(0.0));
+        new.push_str(&line(0.25));
+    }
+    assert!(old.len() > 9 * 1024 * 1024, "{}", old.len());
+    let key = "batch/input/seed/big.csv";
+    store
+        .put(key, Bytes::from(old), PutCondition::None)
+        .await
+        .expect("upload");
+    // WHEN the object is replaced right after the first range was read
+    let inner = store.clone();
+    let replaced = Arc::new(AtomicBool::new(false));
+    let new_body = Bytes::from(new);
+    let hook_replaced = replaced.clone();
+    let ranges = Arc::new(AtomicUsize::new(0));
+    let faulty = FaultyStore::new(
+        store.clone(),
+        Arc::new(move |call: Call| {
+            let inner = inner.clone();
+            let replaced = hook_replaced.clone();
+            let body = new_body.clone();
+            let second_range = call.op == Op::GetRange
+                && call.key == key
+                && ranges.fetch_add(1, Ordering::SeqCst) == 1;
+            Box::pin(async move {
+                if second_range && !replaced.swap(true, Ordering::SeqCst) {
+                    // The first range went through; overwrite before the second one.
+                    tokio::spawn(async move {
+                        inner
+                            .put(key, body, PutCondition::None)
+                            .await
+                            .expect("overwrite");
+                    })
+                    .await
+                    .expect("overwrite task");
+                }
+                None
+            })
+        }),
+    );
+    let outcome = BatchScorer::new(Arc::new(faulty))
+        .score(key)
+        .await
+        .expect("an overwrite is not an error");
+    // THEN nothing was published
+    assert!(
+        matches!(outcome, ScoreOutcome::Superseded { .. }),
+        "{outcome:?}"
+    );
+    assert!(replaced.load(Ordering::SeqCst));
+    assert!(
+        store.list("batch/output/").await.expect("list").is_empty(),
+        "no output from a mixed read"
+    );
+    // AND the new object's event scores the new rows
+    let ScoreOutcome::Scored(report) = BatchScorer::new(store.clone())
+        .score(key)
+        .await
+        .expect("score")
+    else {
+        panic!("scored");
+    };
+    assert_eq!((report.rows_read, report.rows_rejected), (1000, 0));
+    let head = store.head(key).await.expect("head");
+    assert_eq!(report.input_etag, head.etag.0);
+}
+
+/// Regression: invalid UTF-8 on one JSON-lines row failed the whole file, and one huge line was
+/// held whole. Both are now row errors; the rows around them are scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jsonl_row_with_bad_utf8_or_a_huge_line_is_a_row_error() {
+    let (_dir, store) = store_with_seed().await;
+    let (rows, expected) = reference();
+    let row = |i: usize| serde_json::to_string(&rows[i]).expect("json");
+    let mut body: Vec<u8> = Vec::new();
+    body.extend_from_slice(row(0).as_bytes());
+    body.push(b'\n');
+    // Line 2: a string with a byte that is not UTF-8.
+    body.extend_from_slice(b"{\"note\": \"caf\xe9\"}\n");
+    body.extend_from_slice(row(1).as_bytes());
+    body.push(b'\n');
+    // Line 4: 9 MiB of one array (over the 8 MiB line bound).
+    body.push(b'[');
+    body.extend(std::iter::repeat_n(b"0.5,".as_slice(), (9 << 20) / 4).flatten());
+    body.extend_from_slice(b"0.5]\n");
+    body.extend_from_slice(row(2).as_bytes());
+    let key = "batch/input/seed/mixed.jsonl";
+    store
+        .put(key, Bytes::from(body), PutCondition::None)
+        .await
+        .expect("upload");
+    let ScoreOutcome::Scored(report) = BatchScorer::new(store.clone())
+        .score(key)
+        .await
+        .expect("the file is scored")
+    else {
+        panic!("scored");
+    };
+    assert_eq!(
+        (report.rows_read, report.rows_scored, report.rows_rejected),
+        (5, 3, 2)
+    );
+    let errors = text(&store, &report.errors_key).await;
+    let lines: Vec<Value> = errors
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines[0]["line"], 2);
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("UTF-8")
+    );
+    assert_eq!(lines[1]["line"], 4);
+    assert!(
+        lines[1]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("longer than")
+    );
+    let output = text(&store, &report.output_key).await;
+    let predictions: Vec<f32> = output
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["prediction"]
+                .as_f64()
+                .expect("prediction") as f32
+        })
+        .collect();
+    assert_eq!(predictions.len(), 3);
+    for (p, e) in predictions.iter().zip(&expected[..3]) {
+        assert!((p - e).abs() <= 1e-4, "{p} vs {e}");
+    }
 }

@@ -1,5 +1,10 @@
 //! Audit records: one immutable document per governance event (a version written, an alias moved,
 //! a promotion refused), saying who did what, when and why.
+//!
+//! A record of a change is written *before* the change, as its intent ([`AuditRecord::intent`]),
+//! and the change confirms it: a version's manifest (written after its record) or an alias
+//! document naming the record's id. A crash between the two leaves a record whose change never
+//! happened — shown as not applied — never a change without a record.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -27,6 +32,11 @@ pub enum AuditAction {
         from: Option<Version>,
         /// Where it points now.
         to: Version,
+        /// The id of the record of the move this one replaces (the one the alias document
+        /// named when this move was decided), so the applied moves of an alias form a chain
+        /// from its current document back to its creation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<String>,
     },
     /// A promotion policy looked at a candidate and kept the alias where it was.
     PromotionDeclined {
@@ -60,6 +70,15 @@ pub struct AuditRecord {
     /// Supporting facts (metrics compared, policy applied, ...).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
+    /// True when the record was written before the change it describes (every record of a
+    /// change written by this version of maas); the change then confirms it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intent: bool,
+    /// Whether the change took effect, as the registry found when it read the trail: `None`
+    /// for events that change nothing (a declined promotion) and for records written before
+    /// intents existed. Never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<bool>,
 }
 
 #[cfg(test)]
@@ -77,9 +96,12 @@ mod tests {
                 alias: AliasName::new("production").expect("valid"),
                 from: None,
                 to: Version::FIRST,
+                replaces: None,
             },
             reason: Some("first release".into()),
             details: serde_json::Value::Null,
+            intent: false,
+            applied: None,
         };
         let v = serde_json::to_value(&rec).expect("serialises");
         assert_eq!(v["action"], "alias_moved");

@@ -104,13 +104,15 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
-    /// Number of values per batch row: the product of the fixed dimensions after the first.
+    /// Number of values per batch row: the product of the fixed dimensions after the first
+    /// (`usize::MAX` if that overflows, which no real row can match).
     pub fn row_width(&self) -> usize {
         self.shape
             .iter()
             .skip(1)
             .map(|&d| usize::try_from(d).unwrap_or(1))
-            .product()
+            .try_fold(1usize, usize::checked_mul)
+            .unwrap_or(usize::MAX)
     }
 
     /// Renders the shape as the protocol shows it, e.g. `[-1, 1000]`.

@@ -26,12 +26,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod team;
 
+/// Why a call was refused before any kernel ran.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DenseError {
+    /// The input doesn't hold `rows × in_features` values (or that product overflows).
+    #[error("the input holds {values} values, not {rows} rows × {in_features} features")]
+    InputSize {
+        /// Rows asked for.
+        rows: usize,
+        /// Values per row the plan takes.
+        in_features: usize,
+        /// Values given.
+        values: usize,
+    },
+    /// So many rows that a layer's output could not be addressed.
+    #[error("{rows} rows are too many for one call; send smaller batches")]
+    TooManyRows {
+        /// Rows asked for.
+        rows: usize,
+    },
+}
+
 /// The activation a layer applies to its outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// None (an output layer).
     None,
-    /// max(0, x), in the kernels' epilogue.
+    /// max(0, x), in the kernels' epilogue; NaN stays NaN, as in PyTorch.
     Relu,
     /// 1 / (1 + e^-x).
     Sigmoid,
@@ -259,28 +280,52 @@ impl DensePlan {
 
     /// Runs `rows` rows of `input` (row-major, `rows × in_features`) through every layer.
     ///
-    /// # Panics
-    /// If `input` doesn't hold `rows × in_features` values.
-    pub fn forward(&self, input: &[f32], rows: usize) -> Vec<f32> {
+    /// Every size is checked before a kernel runs: an `input` that doesn't hold exactly
+    /// `rows × in_features` values, or a `rows` whose buffers can't be sized without overflow,
+    /// is an error, never an out-of-bounds write.
+    pub fn forward(&self, input: &[f32], rows: usize) -> Result<Vec<f32>, DenseError> {
         self.forward_with(input, rows, threads())
     }
 
     /// [`DensePlan::forward`] on `threads` threads instead of the process-wide count.
-    ///
-    /// # Panics
-    /// If `input` doesn't hold `rows × in_features` values.
-    pub fn forward_with(&self, input: &[f32], rows: usize, threads: usize) -> Vec<f32> {
-        assert_eq!(input.len(), rows * self.in_features(), "input size");
-        let threads = threads.max(1);
+    pub fn forward_with(
+        &self,
+        input: &[f32],
+        rows: usize,
+        threads: usize,
+    ) -> Result<Vec<f32>, DenseError> {
         let (k, width) = (self.in_features(), self.out_features());
+        if rows.checked_mul(k) != Some(input.len()) {
+            return Err(DenseError::InputSize {
+                rows,
+                in_features: k,
+                values: input.len(),
+            });
+        }
+        // Every buffer of the call (the output and each hidden layer's) is rows × a layer's
+        // width floats; the widest must be addressable.
+        let widest = self
+            .layers
+            .iter()
+            .map(|l| l.out_features)
+            .max()
+            .unwrap_or(0);
+        if rows
+            .checked_mul(widest.max(k))
+            .and_then(|n| n.checked_mul(std::mem::size_of::<f32>()))
+            .is_none_or(|bytes| bytes > isize::MAX as usize)
+        {
+            return Err(DenseError::TooManyRows { rows });
+        }
+        let threads = threads.max(1);
         let mut output = vec![0.0f32; rows * width];
         // With a kernel block of rows per thread, each thread runs the whole chain on its own
         // rows: one hand-off per call. Fewer rows: the threads share each layer's columns.
         let macs: usize = self
             .layers
             .iter()
-            .map(|l| rows * l.in_features * l.out_features)
-            .sum();
+            .map(|l| rows.saturating_mul(l.in_features.saturating_mul(l.out_features)))
+            .fold(0, usize::saturating_add);
         let parts =
             if threads > 1 && rows >= threads * self.kernel.rows() && macs >= PARALLEL_MIN_MACS {
                 threads
@@ -289,7 +334,7 @@ impl DensePlan {
             };
         if parts == 1 {
             self.forward_into(input, rows, &mut output, threads);
-            return output;
+            return Ok(output);
         }
         let per_part = rows.div_ceil(parts);
         let out_ptr = SharedOut(output.as_mut_ptr());
@@ -302,7 +347,7 @@ impl DensePlan {
                 unsafe { std::slice::from_raw_parts_mut(out_ptr.at(first * width), count * width) };
             self.forward_into(x, count, out, 1);
         });
-        output
+        Ok(output)
     }
 
     /// Runs `rows` rows through every layer into `output`, with `threads` sharing each layer's
@@ -440,10 +485,17 @@ pub fn matmul(
 /// If `a` doesn't hold `m × in_features` values or the weights `in × out`.
 pub fn linear(a: &[f32], m: usize, layer: LayerWeights<'_>, threads: usize) -> Option<Vec<f32>> {
     let (k, n) = (layer.in_features, layer.out_features);
-    assert_eq!(a.len(), m * k, "left operand size");
-    assert_eq!(layer.weights.len(), k * n, "right operand size");
+    assert_eq!(Some(a.len()), m.checked_mul(k), "left operand size");
+    assert_eq!(
+        Some(layer.weights.len()),
+        k.checked_mul(n),
+        "right operand size"
+    );
     let plan = DensePlan::pack_with(&[layer], Kernel::detect()?, threads)?;
-    Some(plan.forward_with(a, m, threads))
+    match plan.forward_with(a, m, threads) {
+        Ok(out) => Some(out),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// A raw output pointer handed to the threads of one layer; each writes its own columns.
@@ -691,8 +743,10 @@ mod x86 {
                 let mut v0 = _mm512_add_ps(lo[r], bias_lo);
                 let mut v1 = _mm512_add_ps(hi[r], bias_hi);
                 if t.activation == Activation::Relu {
-                    v0 = _mm512_max_ps(v0, zero);
-                    v1 = _mm512_max_ps(v1, zero);
+                    // max_ps returns its second operand when either is NaN: zero first keeps
+                    // NaN, as PyTorch and tract do.
+                    v0 = _mm512_max_ps(zero, v0);
+                    v1 = _mm512_max_ps(zero, v1);
                 }
                 let row = c.add(r * t.ldc);
                 _mm512_mask_storeu_ps(row, mask_lo, v0);
@@ -732,7 +786,8 @@ mod x86 {
                 for (q, sum) in row_acc.iter().enumerate() {
                     let mut v = _mm256_add_ps(*sum, _mm256_loadu_ps(t.bias.add(8 * q)));
                     if t.activation == Activation::Relu {
-                        v = _mm256_max_ps(v, zero);
+                        // NaN stays NaN (see `avx512_cols`).
+                        v = _mm256_max_ps(zero, v);
                     }
                     _mm256_storeu_ps(staged.as_mut_ptr().add(8 * q), v);
                 }
@@ -824,6 +879,8 @@ mod tests {
                     }
                     y[r * n + j] = match l.activation {
                         Activation::None => sum,
+                        // NaN stays NaN, as in PyTorch (f64::max would make it 0).
+                        Activation::Relu if sum.is_nan() => sum,
                         Activation::Relu => sum.max(0.0),
                         Activation::Sigmoid => 1.0 / (1.0 + (-sum).exp()),
                         Activation::Tanh => sum.tanh(),
@@ -904,7 +961,7 @@ mod tests {
                                 "{kernel:?} k={k} hidden={hidden} n={n} out_major={out_major} {activation:?} rows={rows}"
                             );
                             assert_close(
-                                &plan.forward(&input, rows),
+                                &plan.forward(&input, rows).expect("sizes fit"),
                                 &reference(&layers, &input, rows),
                                 &what,
                             );
@@ -913,6 +970,121 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Like [`assert_close`], with NaN allowed where the reference has NaN (and only there).
+    fn assert_close_or_both_nan(got: &[f32], want: &[f32], what: &str) -> Result<(), String> {
+        if got.len() != want.len() {
+            return Err(format!("{what}: length {} vs {}", got.len(), want.len()));
+        }
+        let scale = want
+            .iter()
+            .filter(|w| w.is_finite())
+            .fold(1.0f32, |m, w| m.max(w.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let ok = if w.is_nan() {
+                g.is_nan()
+            } else {
+                (g - w).abs() <= 1e-4 * scale
+            };
+            if !ok {
+                return Err(format!("{what}: element {i}: {g} vs {w}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn activation_of(i: usize) -> Activation {
+        [
+            Activation::None,
+            Activation::Relu,
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ][i % 4]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+        /// Random chains — 1 to 5 layers, widths around the kernels' blocks (16, 32) and the
+        /// one-row kernel, 0 to 300 rows, every activation, either weight layout, NaN inputs —
+        /// give the f64 reference's answer on every kernel the CPU has, on 1 and 2 threads.
+        #[test]
+        fn random_chains_match_an_f64_reference(
+            widths in proptest::collection::vec(
+                proptest::prop_oneof![1usize..=4, 14usize..=18, 30usize..=34, 62usize..=66, 95usize..=97],
+                2..=6,
+            ),
+            activations in proptest::collection::vec(0usize..4, 5),
+            layouts in proptest::collection::vec(proptest::bool::ANY, 5),
+            rows in proptest::prop_oneof![0usize..=8, 0usize..=300],
+            nan_at in proptest::option::of(0usize..100_000),
+            threads in 1usize..=2,
+            seed in 0u64..1_000_000,
+        ) {
+            let kernels = Kernel::available();
+            let depth = widths.len() - 1;
+            let weights: Vec<(Vec<f32>, Vec<f32>)> = (0..depth)
+                .map(|i| {
+                    let s = seed * 16 + i as u64 * 2;
+                    (values(widths[i] * widths[i + 1], s), values(widths[i + 1], s + 1))
+                })
+                .collect();
+            let layers: Vec<LayerWeights<'_>> = (0..depth)
+                .map(|i| LayerWeights {
+                    weights: Weights::F32(&weights[i].0),
+                    out_major: layouts[i],
+                    in_features: widths[i],
+                    out_features: widths[i + 1],
+                    bias: (i % 2 == 0).then_some(&weights[i].1[..]),
+                    activation: activation_of(activations[i]),
+                })
+                .collect();
+            let mut input = values(rows * widths[0], seed + 7);
+            if let Some(at) = nan_at
+                && !input.is_empty()
+            {
+                let at = at % input.len();
+                input[at] = f32::NAN;
+            }
+            let want = reference(&layers, &input, rows);
+            for &kernel in &kernels {
+                let plan = DensePlan::with_kernel(&layers, kernel).expect("plan");
+                let got = plan.forward_with(&input, rows, threads).expect("sizes fit");
+                let what = format!("{kernel:?} widths={widths:?} rows={rows} threads={threads}");
+                assert_close_or_both_nan(&got, &want, &what).map_err(proptest::test_runner::TestCaseError::fail)?;
+            }
+        }
+    }
+
+    /// Sizes that would overflow or don't match are refused before any kernel runs.
+    #[test]
+    fn sizes_that_overflow_or_disagree_are_errors_not_writes() {
+        let Some(kernel) = Kernel::detect() else {
+            return;
+        };
+        let (w, b) = (values(8 * 40, 3), values(40, 4));
+        let layers = [LayerWeights {
+            weights: Weights::F32(&w),
+            out_major: true,
+            in_features: 8,
+            out_features: 40,
+            bias: Some(&b),
+            activation: Activation::Relu,
+        }];
+        let plan = DensePlan::with_kernel(&layers, kernel).expect("plan");
+        // rows × 8 wraps to 0 = the empty input's length.
+        let wraps = (usize::MAX / 8) + 1;
+        assert_eq!(wraps.wrapping_mul(8), 0);
+        assert!(matches!(
+            plan.forward(&[], wraps),
+            Err(DenseError::InputSize { .. })
+        ));
+        assert!(matches!(
+            plan.forward(&[1.0; 7], 1),
+            Err(DenseError::InputSize { .. })
+        ));
+        assert_eq!(plan.forward(&[], 0).expect("no rows"), Vec::<f32>::new());
     }
 
     #[test]
@@ -935,8 +1107,8 @@ mod tests {
         // the threads split each layer's columns; 1 row: one thread.
         for rows in [50, 7, 1] {
             let input = values(rows * k, 9);
-            let one = plan.forward_with(&input, rows, 1);
-            let two = plan.forward_with(&input, rows, 2);
+            let one = plan.forward_with(&input, rows, 1).expect("sizes fit");
+            let two = plan.forward_with(&input, rows, 2).expect("sizes fit");
             // Row blocks differ with the split (a lone row sums in four lanes): the last bits may.
             assert_close(&two, &one, "two threads vs one");
             assert_close(&one, &reference(&layers, &input, rows), "threads");

@@ -49,7 +49,7 @@ pub(crate) fn run_tensor(
     };
     let rows = input.rows();
     let width = plan.in_features();
-    if input.data.len() != rows * width {
+    if rows.checked_mul(width) != Some(input.data.len()) {
         return Err(EngineError::InvalidInput {
             message: format!(
                 "input {:?} has shape {:?}; the model takes [rows, {width}]",
@@ -62,7 +62,11 @@ pub(crate) fn run_tensor(
             message: "cast to FP32 produced another type".into(),
         });
     };
-    let output = plan.forward(&values, rows);
+    let output = plan
+        .forward(&values, rows)
+        .map_err(|e| EngineError::InvalidInput {
+            message: e.to_string(),
+        })?;
     Ok(Tensor {
         name: output_name.to_string(),
         shape: vec![rows, plan.out_features()],
@@ -71,7 +75,7 @@ pub(crate) fn run_tensor(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tract_onnx::pb::{
         AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
         TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_shape_proto,
@@ -243,6 +247,36 @@ mod tests {
             float_data: if raw { Vec::new() } else { values },
             ..Default::default()
         }
+    }
+
+    /// A small dense chain (Gemm with transB → Relu → MatMul + Add) with weights both raw and
+    /// as float_data: the scanner's fuzz corpus.
+    pub(crate) fn chain_model_bytes() -> Vec<u8> {
+        graph(
+            vec![
+                node(
+                    "Gemm",
+                    &["x", "w1", "b1"],
+                    "h1",
+                    vec![AttributeProto {
+                        name: "transB".into(),
+                        r#type: attribute_proto::AttributeType::Int as i32,
+                        i: 1,
+                        ..Default::default()
+                    }],
+                ),
+                node("Relu", &["h1"], "h2", vec![]),
+                node("MatMul", &["h2", "w2"], "h3", vec![]),
+                node("Add", &["h3", "b2"], "y", vec![]),
+            ],
+            vec![
+                init("w1", &[5, 7], true),
+                init("b1", &[5], false),
+                init("w2", &[5, 3], false),
+                init("b2", &[3], true),
+            ],
+            3,
+        )
     }
 
     fn rows() -> Vec<f32> {

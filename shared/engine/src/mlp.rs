@@ -468,7 +468,9 @@ impl MlpPredictor {
             }
             x = match layer.activation {
                 Activation::None => x,
-                Activation::Relu => x.relu()?,
+                // candle's relu is f32::max(x, 0), which turns NaN into 0; PyTorch, tract and
+                // the dense kernels keep NaN, and every path must give one answer.
+                Activation::Relu => x.lt(0f32)?.where_cond(&x.zeros_like()?, &x)?,
                 Activation::Sigmoid => candle_nn::ops::sigmoid(&x)?,
                 Activation::Tanh => x.tanh()?,
                 Activation::Gelu => x.gelu_erf()?,

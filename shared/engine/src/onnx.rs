@@ -360,7 +360,7 @@ struct ChainLayer<'a> {
 
 /// Recognises a graph that is a chain of dense layers with constant weights and packs it for the
 /// dense kernels; `None` for anything else (tract serves it), or when the CPU has no kernel.
-fn dense_chain(graph: &scan::Graph<'_>) -> Option<OnnxPredictor> {
+pub(crate) fn dense_chain(graph: &scan::Graph<'_>) -> Option<OnnxPredictor> {
     let initializers: std::collections::HashMap<&str, &scan::Initializer<'_>> =
         graph.initializer.iter().map(|t| (t.name, t)).collect();
     let inputs: Vec<&scan::Value<'_>> = graph

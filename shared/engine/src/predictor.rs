@@ -229,7 +229,7 @@ impl LoadedModel {
                 .skip(1)
                 .map(|&d| usize::try_from(d).unwrap_or(1)),
         );
-        if values.len() != rows * width {
+        if rows.checked_mul(width) != Some(values.len()) {
             return Err(EngineError::InvalidInput {
                 message: format!(
                     "each row needs {width} values for input {:?} of shape {}",

@@ -116,7 +116,10 @@ pub fn inspect(
     let format = detect_format(file_name, bytes)?;
     let (architecture, inputs, outputs) = match format {
         ModelFormat::Onnx => {
-            let predictor = OnnxPredictor::load(bytes)?;
+            // tract parses the whole file, whatever serves it later: the dense path reads only
+            // the graph, and a file only it could read would fail to load where there are no
+            // dense kernels (Graviton).
+            let predictor = OnnxPredictor::load_with(bytes, false)?;
             (
                 None,
                 predictor.inputs().to_vec(),
@@ -132,8 +135,14 @@ pub fn inspect(
             (Some(arch), inputs, outputs)
         }
     };
-    let inputs = template.inputs.clone().unwrap_or(inputs);
-    let outputs = template.outputs.clone().unwrap_or(outputs);
+    let inputs = match &template.inputs {
+        Some(given) => check_override("inputs", given, &inputs)?,
+        None => inputs,
+    };
+    let outputs = match &template.outputs {
+        Some(given) => check_override("outputs", given, &outputs)?,
+        None => outputs,
+    };
     let inspected = InspectedModel {
         format,
         inputs,
@@ -142,6 +151,75 @@ pub fn inspect(
     };
     smoke_test(&inspected, bytes, template)?;
     Ok(inspected)
+}
+
+/// Checks a manifest's override of the model's inputs or outputs against the model's own
+/// specs: the same number of tensors, each with the same type and rank, and every dimension the
+/// model fixes given the same size (a dimension the model leaves open may be fixed; names may
+/// change). Serving sizes buffers from these shapes, so a contradicting override is refused.
+fn check_override(
+    what: &str,
+    given: &[TensorSpec],
+    own: &[TensorSpec],
+) -> Result<Vec<TensorSpec>, EngineError> {
+    let refuse = |why: String| EngineError::UnsupportedModel {
+        message: format!(
+            "the manifest's {what} contradict the model: {why}; remove \"{what}\" from the manifest or make it match the model"
+        ),
+    };
+    if given.len() != own.len() {
+        return Err(refuse(format!(
+            "it lists {} but the model has {}",
+            given.len(),
+            own.len()
+        )));
+    }
+    for (g, o) in given.iter().zip(own) {
+        if g.datatype != o.datatype {
+            return Err(refuse(format!(
+                "{:?} is {} but the model's {:?} is {}",
+                g.name, g.datatype, o.name, o.datatype
+            )));
+        }
+        if g.shape.len() != o.shape.len() {
+            return Err(refuse(format!(
+                "{:?} has shape {} but the model's {:?} has {}",
+                g.name,
+                g.shape_string(),
+                o.name,
+                o.shape_string()
+            )));
+        }
+        for (&gd, &od) in g.shape.iter().zip(&o.shape) {
+            let ok = (gd == -1 || gd > 0) && (od <= 0 || gd == od);
+            if !ok {
+                return Err(refuse(format!(
+                    "{:?} has shape {} but the model's {:?} has {}",
+                    g.name,
+                    g.shape_string(),
+                    o.name,
+                    o.shape_string()
+                )));
+            }
+        }
+        let fits = g
+            .shape
+            .iter()
+            .skip(1)
+            .try_fold(1usize, |acc, &d| {
+                acc.checked_mul(usize::try_from(d).unwrap_or(1))
+            })
+            .and_then(|w| w.checked_mul(8))
+            .is_some_and(|bytes| bytes <= isize::MAX as usize);
+        if !fits {
+            return Err(refuse(format!(
+                "a row of {:?} ({}) is too large to address",
+                g.name,
+                g.shape_string()
+            )));
+        }
+    }
+    Ok(given.to_vec())
 }
 
 /// Builds the engine exactly as serving will and predicts one row of zeros.

@@ -2,36 +2,26 @@
 //! used out), one load per version however many requests wait for it, alias lookups cached for a
 //! short TTL so a promotion takes effect within seconds, and a short memory of failed loads so a
 //! broken version doesn't hammer the bucket.
+//!
+//! Every map here is bounded by size and by time: a request path whose keys come from URLs
+//! (`/v2/models/x/versions/{n}` with a fresh `n` each time, any alias name) must not grow the
+//! process. The maps are [moka](https://docs.rs/moka) caches: LRU by artifact bytes for models,
+//! with single-flight loads (`try_get_with`), and TTL-and-count bounded for resolutions and
+//! failures.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use maas_core::{ModelName, Version};
 use maas_engine::{EngineError, LoadedModel};
 use maas_registry::{Registry, VersionSelector};
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use tracing::{info, warn};
 
 type LoadResult = Result<Arc<LoadedModel>, Arc<EngineError>>;
 type Key = (ModelName, Version);
-
-struct Entry {
-    model: Arc<LoadedModel>,
-    last_used: u64,
-}
-
-#[derive(Default)]
-struct State {
-    loaded: HashMap<Key, Entry>,
-    bytes: usize,
-    tick: u64,
-    inflight: HashMap<Key, Shared<BoxFuture<'static, LoadResult>>>,
-    resolved: HashMap<(ModelName, String), (Version, Instant)>,
-    failed: HashMap<Key, (Arc<EngineError>, Instant)>,
-    loads: u64,
-}
 
 /// Cache settings.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +32,9 @@ pub struct CacheConfig {
     pub alias_ttl: Duration,
     /// How long a failed load is remembered before it is tried again.
     pub failure_ttl: Duration,
+    /// Most alias resolutions, and most failed loads, remembered at once (each is a few
+    /// hundred bytes).
+    pub max_remembered: u64,
 }
 
 impl Default for CacheConfig {
@@ -50,6 +43,7 @@ impl Default for CacheConfig {
             max_bytes: 1 << 30,
             alias_ttl: Duration::from_secs(5),
             failure_ttl: Duration::from_secs(10),
+            max_remembered: 10_000,
         }
     }
 }
@@ -58,7 +52,10 @@ impl Default for CacheConfig {
 pub struct ModelCache {
     registry: Registry,
     config: CacheConfig,
-    state: Mutex<State>,
+    loaded: Cache<Key, Arc<LoadedModel>>,
+    resolved: Cache<(ModelName, String), Version>,
+    failed: Cache<Key, Arc<EngineError>>,
+    loads: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ModelCache {
@@ -72,24 +69,45 @@ impl std::fmt::Debug for ModelCache {
 impl ModelCache {
     /// An empty cache over `registry`.
     pub fn new(registry: Registry, config: CacheConfig) -> Self {
+        let max_bytes = config.max_bytes.max(1) as u64;
+        let loaded = Cache::builder()
+            .max_capacity(max_bytes)
+            // A model larger than the whole budget weighs the whole budget: it is kept (alone)
+            // rather than reloaded on every request.
+            .weigher(move |_key: &Key, model: &Arc<LoadedModel>| {
+                (model.artifact_bytes() as u64)
+                    .clamp(1, max_bytes)
+                    .min(u64::from(u32::MAX)) as u32
+            })
+            // Plain LRU: a model just loaded is the one requests want, so it is always admitted.
+            .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(|key: Arc<Key>, model: Arc<LoadedModel>, cause| {
+                if cause.was_evicted() {
+                    info!(model = %key.0, version = %key.1, bytes = model.artifact_bytes(), "model evicted from cache");
+                }
+            })
+            .build();
+        let resolved = Cache::builder()
+            .max_capacity(config.max_remembered)
+            .time_to_live(config.alias_ttl)
+            .build();
+        let failed = Cache::builder()
+            .max_capacity(config.max_remembered)
+            .time_to_live(config.failure_ttl)
+            .build();
         Self {
             registry,
             config,
-            state: Mutex::new(State::default()),
+            loaded,
+            resolved,
+            failed,
+            loads: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// The registry models are loaded from.
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock can only come from a bug in this module's own
-        // bookkeeping; the maps stay structurally valid, so keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Turns a selector into a version, trusting alias resolutions for the configured TTL.
@@ -104,114 +122,70 @@ impl ModelCache {
             VersionSelector::Default => "default".to_string(),
         };
         let cache_key = (model.clone(), key);
-        if let Some((version, at)) = self.state().resolved.get(&cache_key)
-            && at.elapsed() < self.config.alias_ttl
-        {
-            return Ok(*version);
+        if let Some(version) = self.resolved.get(&cache_key).await {
+            return Ok(version);
         }
         let version = self.registry.resolve(model, selector).await?;
-        self.state()
-            .resolved
-            .insert(cache_key, (version, Instant::now()));
+        self.resolved.insert(cache_key, version).await;
         Ok(version)
     }
 
     /// The loaded model for a version: from memory, by joining a load in progress, or by loading.
     pub async fn get(&self, model: &ModelName, version: Version) -> LoadResult {
         let key = (model.clone(), version);
-        let future = {
-            let mut state = self.state();
-            state.tick += 1;
-            let tick = state.tick;
-            if let Some(entry) = state.loaded.get_mut(&key) {
-                entry.last_used = tick;
-                return Ok(entry.model.clone());
-            }
-            if let Some((err, at)) = state.failed.get(&key) {
-                if at.elapsed() < self.config.failure_ttl {
-                    return Err(err.clone());
-                }
-                state.failed.remove(&key);
-            }
-            match state.inflight.get(&key) {
-                Some(shared) => shared.clone(),
-                None => {
-                    let registry = self.registry.clone();
-                    let (m, v) = key.clone();
-                    let fut: BoxFuture<'static, LoadResult> = async move {
-                        LoadedModel::load_version(&registry, &m, v)
-                            .await
-                            .map(Arc::new)
-                            .map_err(Arc::new)
-                    }
-                    .boxed();
-                    let shared = fut.shared();
-                    state.inflight.insert(key.clone(), shared.clone());
-                    state.loads += 1;
-                    shared
-                }
-            }
-        };
-        let result = future.await;
-        let mut state = self.state();
-        if state.inflight.remove(&key).is_some() {
-            // First waiter to finish files the result; the others find it already filed.
-            match &result {
-                Ok(loaded) => self.insert(&mut state, key, loaded.clone()),
-                Err(err) => {
-                    warn!(model = %model, version = %version, error = %err, "model failed to load");
-                    state.failed.insert(key, (err.clone(), Instant::now()));
-                }
-            }
+        if let Some(loaded) = self.loaded.get(&key).await {
+            return Ok(loaded);
+        }
+        if let Some(err) = self.failed.get(&key).await {
+            return Err(err);
+        }
+        let registry = self.registry.clone();
+        let loads = self.loads.clone();
+        let (m, v) = key.clone();
+        let result = self
+            .loaded
+            .try_get_with(key.clone(), async move {
+                loads.fetch_add(1, Ordering::Relaxed);
+                LoadedModel::load_version(&registry, &m, v)
+                    .await
+                    .map(Arc::new)
+            })
+            .await;
+        if let Err(err) = &result {
+            // Every waiter of the failed load gets the same error; filing it twice is harmless.
+            warn!(model = %model, version = %version, error = %err, "model failed to load");
+            self.failed.insert(key, err.clone()).await;
         }
         result
     }
 
-    fn insert(&self, state: &mut State, key: Key, model: Arc<LoadedModel>) {
-        let size = model.artifact_bytes();
-        state.tick += 1;
-        let tick = state.tick;
-        if let Some(old) = state.loaded.insert(
-            key,
-            Entry {
-                model,
-                last_used: tick,
-            },
-        ) {
-            state.bytes -= old.model.artifact_bytes();
-        }
-        state.bytes += size;
-        while state.bytes > self.config.max_bytes && state.loaded.len() > 1 {
-            let Some(victim) = state
-                .loaded
-                .iter()
-                .filter(|(_, e)| e.last_used != tick)
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(evicted) = state.loaded.remove(&victim) {
-                state.bytes -= evicted.model.artifact_bytes();
-                info!(model = %victim.0, version = %victim.1, bytes = evicted.model.artifact_bytes(), "model evicted from cache");
-            }
-        }
-    }
-
     /// Versions currently loaded, with their sizes.
-    pub fn loaded(&self) -> Vec<(ModelName, Version, usize)> {
-        let state = self.state();
-        let mut out: Vec<_> = state
+    pub async fn loaded(&self) -> Vec<(ModelName, Version, usize)> {
+        self.loaded.run_pending_tasks().await;
+        let mut out: Vec<_> = self
             .loaded
             .iter()
-            .map(|((m, v), e)| (m.clone(), *v, e.model.artifact_bytes()))
+            .map(|(k, model)| (k.0.clone(), k.1, model.artifact_bytes()))
             .collect();
         out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         out
     }
 
+    /// Entries held in each map (models, alias resolutions, failed loads), after pending
+    /// evictions and expiries are applied: what the process holds for the request path.
+    pub async fn entry_counts(&self) -> (u64, u64, u64) {
+        self.loaded.run_pending_tasks().await;
+        self.resolved.run_pending_tasks().await;
+        self.failed.run_pending_tasks().await;
+        (
+            self.loaded.entry_count(),
+            self.resolved.entry_count(),
+            self.failed.entry_count(),
+        )
+    }
+
     /// How many loads have been started since the cache was created.
     pub fn loads_started(&self) -> u64 {
-        self.state().loads
+        self.loads.load(Ordering::Relaxed)
     }
 }

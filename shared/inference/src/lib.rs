@@ -11,6 +11,7 @@ mod error;
 pub mod metrics;
 pub mod protocol;
 mod router;
+mod v1;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -32,7 +32,7 @@ pub fn emf_line(dimensions: &[(&str, &str)], values: &[(&str, &str, f64)]) -> Va
             "Timestamp": timestamp,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>(), Vec::<&str>::new()],
+                "Dimensions": dimension_sets(dimensions),
                 "Metrics": values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
         }),
@@ -44,6 +44,16 @@ pub fn emf_line(dimensions: &[(&str, &str)], values: &[(&str, &str, f64)]) -> Va
         doc.insert((*name).into(), json!(v));
     }
     Value::Object(doc)
+}
+
+/// The dimension sets of a document: the given one (when it names any) and the empty set.
+fn dimension_sets<'a>(dimensions: &[(&'a str, &str)]) -> Vec<Vec<&'a str>> {
+    let named: Vec<&'a str> = dimensions.iter().map(|(k, _)| *k).collect();
+    if named.is_empty() {
+        vec![named]
+    } else {
+        vec![named, Vec::new()]
+    }
 }
 
 impl MetricsSink {
@@ -74,5 +84,11 @@ mod tests {
         assert_eq!(doc["model"], "seed");
         assert_eq!(doc["latency_ms"], 1.5);
         assert!(doc["_aws"]["Timestamp"].as_u64().unwrap_or(0) > 1_600_000_000_000);
+        // Without dimensions, only the stack-wide set.
+        let bare = emf_line(&[], &[("latency_ms", "Milliseconds", 1.5)]);
+        assert_eq!(
+            bare["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[]])
+        );
     }
 }

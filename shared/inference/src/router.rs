@@ -12,16 +12,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maas_core::{ModelName, Version};
-use maas_engine::{LoadedModel, Tensor, TensorData};
+use maas_engine::{LoadedModel, Tensor};
 use maas_registry::VersionSelector;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
 use tracing::{info, warn};
 
 use crate::cache::ModelCache;
 use crate::metrics::MetricsSink;
 use crate::protocol::{HEADER_CONTENT_LENGTH, decode_infer_request, encode_infer_response};
-use crate::{InferenceConfig, InferenceError};
+use crate::{InferenceConfig, InferenceError, v1};
 
 /// Header that picks an alias for requests without a version (same as `?alias=`).
 pub const ALIAS_HEADER: &str = "x-maas-alias";
@@ -50,10 +51,10 @@ impl AppState {
 
 /// What a handler learned about a request, for the one log line per request.
 #[derive(Debug, Clone, Default)]
-struct RequestFacts {
-    model: String,
-    version: Option<u64>,
-    rows: usize,
+pub(crate) struct RequestFacts {
+    pub(crate) model: String,
+    pub(crate) version: Option<u64>,
+    pub(crate) rows: usize,
 }
 
 /// The service's router.
@@ -84,10 +85,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(infer_versioned),
         )
-        .route("/v1/models/{target}", post(v1_predict).get(v1_status))
+        .route("/v1/models/{target}", post(v1::predict).get(v1::status))
         .route(
             "/v1/models/{model}/versions/{target}",
-            post(v1_predict_versioned),
+            post(v1::predict_versioned),
         )
         .fallback(|| async {
             InferenceError::NotFound(
@@ -95,8 +96,21 @@ pub fn app(state: Arc<AppState>) -> Router {
                     .into(),
             )
         })
+        // A panic in a handler (a bug) answers that one request with a 500; the process and
+        // every other request go on. Inside the log layer, so the 500 is logged and counted.
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = what, "a request handler panicked");
+    InferenceError::Internal(format!("handler panicked: {what}")).into_response()
 }
 
 /// One structured log line (and EMF line) per request.
@@ -120,7 +134,7 @@ async fn log_request(State(state): State<Arc<AppState>>, request: Request, next:
     if !facts.model.is_empty() {
         let class = format!("{}xx", status / 100);
         state.metrics.emit(
-            &[("model", facts.model.as_str()), ("status", class.as_str())],
+            &metric_dimensions(&facts, &class),
             &[
                 ("latency_ms", "Milliseconds", latency_ms),
                 ("rows", "Count", facts.rows as f64),
@@ -128,6 +142,17 @@ async fn log_request(State(state): State<Arc<AppState>>, request: Request, next:
         );
     }
     response
+}
+
+/// The EMF dimensions of a request's metrics: per model and status class only for a model that
+/// exists (one that was loaded for the request); a request for anything else counts in the
+/// stack-wide series alone, so callers can't mint CloudWatch metrics by inventing model names.
+fn metric_dimensions<'a>(facts: &'a RequestFacts, class: &'a str) -> Vec<(&'a str, &'a str)> {
+    if facts.version.is_some() {
+        vec![("model", facts.model.as_str()), ("status", class)]
+    } else {
+        Vec::new()
+    }
 }
 
 async fn server_metadata() -> impl IntoResponse {
@@ -138,12 +163,12 @@ async fn server_metadata() -> impl IntoResponse {
     }))
 }
 
-fn model_name(raw: &str) -> Result<ModelName, InferenceError> {
+pub(crate) fn model_name(raw: &str) -> Result<ModelName, InferenceError> {
     ModelName::new(raw).map_err(|e| InferenceError::BadRequest(e.to_string()))
 }
 
 /// A path's version segment: a number is a version, anything else an alias.
-fn selector_from_segment(raw: &str) -> VersionSelector {
+pub(crate) fn selector_from_segment(raw: &str) -> VersionSelector {
     match raw.parse::<Version>() {
         Ok(v) => VersionSelector::Version(v),
         Err(_) => VersionSelector::Alias(raw.to_string()),
@@ -151,13 +176,13 @@ fn selector_from_segment(raw: &str) -> VersionSelector {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct AliasQuery {
+pub(crate) struct AliasQuery {
     alias: Option<String>,
 }
 
 /// The selector for an unversioned route: `?alias=`, then the `X-Maas-Alias` header, then the
 /// default (`production` if it exists, else `latest`).
-fn selector_from_request(query: &AliasQuery, headers: &HeaderMap) -> VersionSelector {
+pub(crate) fn selector_from_request(query: &AliasQuery, headers: &HeaderMap) -> VersionSelector {
     if let Some(alias) = query.alias.as_ref().filter(|a| !a.is_empty()) {
         return VersionSelector::Alias(alias.clone());
     }
@@ -167,7 +192,7 @@ fn selector_from_request(query: &AliasQuery, headers: &HeaderMap) -> VersionSele
     VersionSelector::Default
 }
 
-async fn load(
+pub(crate) async fn load(
     state: &AppState,
     model: &ModelName,
     selector: &VersionSelector,
@@ -297,7 +322,7 @@ async fn model_ready_versioned(
 }
 
 /// Reads the body, refusing more than the limit with 413 before reading it all.
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -315,7 +340,7 @@ async fn read_body(
         .map_err(|_| InferenceError::PayloadTooLarge { limit })
 }
 
-fn with_facts(mut response: Response, facts: RequestFacts) -> Response {
+pub(crate) fn with_facts(mut response: Response, facts: RequestFacts) -> Response {
     response.extensions_mut().insert(facts);
     response
 }
@@ -372,7 +397,7 @@ async fn run_infer(
 }
 
 /// Runs a prediction off the async workers: large batches are milliseconds of CPU.
-async fn predict_blocking(
+pub(crate) async fn predict_blocking(
     model: &Arc<LoadedModel>,
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, maas_engine::EngineError> {
@@ -416,205 +441,27 @@ async fn infer_versioned(
     .await
 }
 
-/// Splits `name:predict` (the V1 route's last segment).
-fn v1_target(target: &str) -> Result<ModelName, InferenceError> {
-    match target.split_once(':') {
-        Some((model, "predict")) => model_name(model),
-        Some((_, verb)) => Err(InferenceError::NotFound(format!(
-            "unknown V1 verb {verb:?}; use POST /v1/models/{{model}}:predict"
-        ))),
-        None => Err(InferenceError::NotFound(
-            "use POST /v1/models/{model}:predict".into(),
-        )),
+#[cfg(test)]
+mod tests {
+    use super::{RequestFacts, metric_dimensions};
+
+    #[test]
+    fn only_models_that_exist_get_a_metric_dimension() {
+        // Regression: any URL segment became a `model` dimension, a new CloudWatch metric each.
+        let unknown = RequestFacts {
+            model: "made-up-1234".into(),
+            version: None,
+            rows: 0,
+        };
+        assert!(metric_dimensions(&unknown, "4xx").is_empty());
+        let known = RequestFacts {
+            model: "seed".into(),
+            version: Some(1),
+            rows: 3,
+        };
+        assert_eq!(
+            metric_dimensions(&known, "2xx"),
+            [("model", "seed"), ("status", "2xx")]
+        );
     }
-}
-
-async fn v1_status(
-    State(state): State<Arc<AppState>>,
-    Path(target): Path<String>,
-) -> Result<Response, InferenceError> {
-    let model = model_name(&target)?;
-    let loaded = load(&state, &model, &VersionSelector::Default).await?;
-    Ok(axum::Json(
-        json!({"name": model, "ready": true, "version": loaded.manifest().version.to_string()}),
-    )
-    .into_response())
-}
-
-/// Builds the model's first input from V1 `instances`: rows as lists, or objects keyed by the
-/// manifest's feature names.
-fn v1_rows(loaded: &LoadedModel, instances: &[Value]) -> Result<Tensor, InferenceError> {
-    let spec = loaded
-        .inputs()
-        .first()
-        .ok_or_else(|| InferenceError::Internal("the model declares no inputs".into()))?;
-    if loaded.inputs().len() != 1 {
-        return Err(InferenceError::BadRequest(
-            "this model takes several inputs; use the v2 infer endpoint".into(),
-        ));
-    }
-    let width = spec.row_width();
-    let features = loaded.manifest().features.as_deref();
-    let mut values = Vec::with_capacity(instances.len() * width);
-    for (i, instance) in instances.iter().enumerate() {
-        let before = values.len();
-        match instance {
-            Value::Object(map) => {
-                let features = features.ok_or_else(|| InferenceError::BadRequest(format!(
-                    "instance {i} is an object but the model names no features; send lists of {width} numbers"
-                )))?;
-                for name in features {
-                    let v = map.get(name).and_then(Value::as_f64).ok_or_else(|| {
-                        InferenceError::BadRequest(format!(
-                            "instance {i}: feature {name:?} is missing or not a number"
-                        ))
-                    })?;
-                    values.push(v as f32);
-                }
-            }
-            other => {
-                let mut stack = vec![other];
-                while let Some(v) = stack.pop() {
-                    match v {
-                        Value::Array(items) => stack.extend(items.iter().rev()),
-                        Value::Number(n) => values.push(n.as_f64().unwrap_or(f64::NAN) as f32),
-                        other => {
-                            return Err(InferenceError::BadRequest(format!(
-                                "instance {i} holds {other}, not a number"
-                            )));
-                        }
-                    }
-                    if values.len() - before > width {
-                        break;
-                    }
-                }
-            }
-        }
-        if values.len() - before != width {
-            return Err(InferenceError::BadRequest(format!(
-                "instance {i} has {} values but the model takes {width} per row (input {:?}, shape {})",
-                values.len() - before,
-                spec.name,
-                spec.shape_string()
-            )));
-        }
-    }
-    let mut shape = vec![instances.len()];
-    shape.extend(
-        spec.shape
-            .iter()
-            .skip(1)
-            .map(|&d| usize::try_from(d).unwrap_or(1)),
-    );
-    Tensor::new(spec.name.clone(), shape, TensorData::F32(values))
-        .map_err(|e| InferenceError::BadRequest(e.to_string()))
-}
-
-/// One instance's prediction, serialised from `f32` so it prints in its shortest form.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum V1Prediction {
-    One(f32),
-    Many(Vec<f32>),
-}
-
-#[derive(serde::Serialize)]
-struct V1Response {
-    predictions: Vec<V1Prediction>,
-    /// For classifiers whose manifest names labels: each instance's class label.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<Vec<String>>,
-    model_version: String,
-}
-
-async fn v1_predict(
-    State(state): State<Arc<AppState>>,
-    Path(target): Path<String>,
-    Query(query): Query<AliasQuery>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let model = target.split(':').next().unwrap_or_default().to_string();
-    let selector = selector_from_request(&query, &headers);
-    run_v1_predict(&state, &model, v1_target(&target), selector, headers, body).await
-}
-
-/// `POST /v1/models/{model}/versions/{version}:predict` (TensorFlow Serving's form).
-async fn v1_predict_versioned(
-    State(state): State<Arc<AppState>>,
-    Path((model, target)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let (version, verb) = target.split_once(':').unwrap_or((target.as_str(), ""));
-    let checked = v1_target(&format!("{model}:{verb}"));
-    let selector = selector_from_segment(version);
-    run_v1_predict(&state, &model, checked, selector, headers, body).await
-}
-
-async fn run_v1_predict(
-    state: &AppState,
-    model_segment: &str,
-    target: Result<ModelName, InferenceError>,
-    selector: VersionSelector,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let mut facts = RequestFacts {
-        model: model_segment.to_string(),
-        ..RequestFacts::default()
-    };
-    let result: Result<Response, InferenceError> = async {
-        let model = target?;
-        let body = read_body(state, &headers, body).await?;
-        let doc: Value = serde_json::from_slice(&body).map_err(|e| {
-            InferenceError::BadRequest(format!(
-                "the body is not valid JSON ({e}); send {{\"instances\": [[...], ...]}}"
-            ))
-        })?;
-        let instances = doc
-            .get("instances")
-            .or_else(|| doc.get("inputs"))
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                InferenceError::BadRequest("send {\"instances\": [[...], ...]}".into())
-            })?;
-        if instances.is_empty() {
-            return Err(InferenceError::BadRequest("\"instances\" is empty".into()));
-        }
-        let loaded = load(state, &model, &selector).await?;
-        let version = loaded.manifest().version;
-        facts.version = Some(version.get());
-        facts.rows = instances.len();
-        let input = v1_rows(&loaded, instances)?;
-        let outputs = predict_blocking(&loaded, vec![input])
-            .await
-            .map_err(|e| InferenceError::from_engine(&model, Some(version), &e))?;
-        let first = outputs
-            .into_iter()
-            .next()
-            .ok_or_else(|| InferenceError::Internal("the model produced no output".into()))?;
-        let values = first.data.to_f32_vec();
-        let per_row = values.len() / instances.len().max(1);
-        let rows = values.chunks(per_row.max(1));
-        let labels = loaded.has_labels().then(|| {
-            rows.clone()
-                .map(|row| loaded.label(row).unwrap_or_default().to_string())
-                .collect()
-        });
-        let predictions: Vec<V1Prediction> = rows
-            .map(|row| match row {
-                [one] => V1Prediction::One(*one),
-                many => V1Prediction::Many(many.to_vec()),
-            })
-            .collect();
-        Ok(axum::Json(V1Response {
-            predictions,
-            labels,
-            model_version: version.to_string(),
-        })
-        .into_response())
-    }
-    .await;
-    with_facts(result.unwrap_or_else(IntoResponse::into_response), facts)
 }

@@ -42,6 +42,10 @@ pub struct AliasRecord {
     /// Why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The audit record of the move that put the alias here (written before the move): the
+    /// alias confirms that record, and through its `replaces` link, every earlier move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
 }
 
 /// The outcome of [`Registry::set_alias`].
@@ -157,16 +161,49 @@ impl Registry {
     }
 
     /// Names of every model with at least one complete version.
+    ///
+    /// Lists folders, not objects: one entry per model and one per version number, then the
+    /// highest version's manifest — what it costs does not grow with the audit trail, the
+    /// aliases or the artifacts.
     pub async fn models(&self) -> Result<Vec<ModelName>, RegistryError> {
-        let mut names = BTreeSet::new();
-        for obj in self.store.list(keys::MODELS).await? {
-            if let Some((model, _, keys::MANIFEST)) = keys::parse_version_key(&obj.key)
-                && let Ok(name) = ModelName::new(model)
-            {
-                names.insert(name);
+        let mut names = Vec::new();
+        for folder in self.store.list_folders(keys::MODELS).await? {
+            let Ok(name) = ModelName::new(folder) else {
+                continue;
+            };
+            if self.has_complete_version(&name).await? {
+                names.push(name);
             }
         }
-        Ok(names.into_iter().collect())
+        Ok(names)
+    }
+
+    /// Whether `model` has a complete version, looking from the highest number down (a lower
+    /// one is only read when a writer died before finishing the highest).
+    async fn has_complete_version(&self, model: &ModelName) -> Result<bool, RegistryError> {
+        let mut numbers: Vec<u64> = self
+            .store
+            .list_folders(&keys::versions_prefix(model))
+            .await?
+            .iter()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        numbers.sort_unstable_by(|a, b| b.cmp(a));
+        for number in numbers {
+            let Ok(version) = Version::new(number) else {
+                continue;
+            };
+            match self
+                .store
+                .head(&keys::version_file(model, version, keys::MANIFEST))
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
     }
 
     /// Complete versions of `model`, ascending. Empty if the model has none.
@@ -447,19 +484,14 @@ impl Registry {
             lineage: draft.lineage,
             metrics: draft.metrics,
         };
-        let manifest_key = keys::version_file(model, version, keys::MANIFEST);
-        self.store
-            .put(
-                &manifest_key,
-                Self::to_json(&manifest)?,
-                PutCondition::IfNoneMatch,
-            )
-            .await?;
+        // The audit record first, as the intent; the manifest, written last, confirms it. A
+        // crash between the two leaves a record of a version that never appeared (a gap),
+        // never a version without its record.
         let source = match manifest.lineage {
             Lineage::Pushed { .. } => "pushed",
             Lineage::Trained { .. } => "trained",
         };
-        self.record(
+        self.write_record(
             model,
             &manifest.created_by,
             AuditAction::VersionCreated {
@@ -469,8 +501,17 @@ impl Registry {
             },
             None,
             serde_json::Value::Null,
+            true,
         )
         .await?;
+        let manifest_key = keys::version_file(model, version, keys::MANIFEST);
+        self.store
+            .put(
+                &manifest_key,
+                Self::to_json(&manifest)?,
+                PutCondition::IfNoneMatch,
+            )
+            .await?;
         info!(model = %model, version = %version, format = %manifest.format, "version created");
         Ok(manifest)
     }
@@ -501,6 +542,11 @@ impl Registry {
     }
 
     /// Points `alias` at `version` with compare-and-swap, and records the move.
+    ///
+    /// The audit record is written first, as the intent, naming the record of the move it
+    /// replaces; the alias document then names it. A crash (or a lost race) between the two
+    /// leaves a record no alias document leads to, which [`Registry::audit_log`] reports as not
+    /// applied; a move without its record can't happen.
     #[instrument(skip_all, fields(model = %model, alias = %alias, version = %version))]
     pub async fn set_alias(
         &self,
@@ -524,11 +570,27 @@ impl Registry {
                     changed: false,
                 });
             }
+            let intent = self
+                .write_record(
+                    model,
+                    actor,
+                    AuditAction::AliasMoved {
+                        alias: alias.clone(),
+                        from,
+                        to: version,
+                        replaces: current.as_ref().and_then(|(doc, _)| doc.audit_id.clone()),
+                    },
+                    reason.clone(),
+                    details.clone(),
+                    true,
+                )
+                .await?;
             let record = AliasRecord {
                 version,
                 updated_at: OffsetDateTime::now_utc(),
                 updated_by: actor.to_string(),
                 reason: reason.clone(),
+                audit_id: Some(intent.id.clone()),
             };
             let condition = match &current {
                 Some((_, etag)) => PutCondition::IfMatch(etag.clone()),
@@ -540,18 +602,6 @@ impl Registry {
                 .await
             {
                 Ok(_) => {
-                    self.record(
-                        model,
-                        actor,
-                        AuditAction::AliasMoved {
-                            alias: alias.clone(),
-                            from,
-                            to: version,
-                        },
-                        reason,
-                        details,
-                    )
-                    .await?;
                     info!(?from, to = %version, "alias moved");
                     return Ok(AliasMove {
                         from,
@@ -560,6 +610,7 @@ impl Registry {
                     });
                 }
                 Err(StoreError::PreconditionFailed { .. } | StoreError::AlreadyExists { .. }) => {
+                    // Another writer moved it first; this intent stays unapplied.
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -571,7 +622,8 @@ impl Registry {
         })
     }
 
-    /// Appends a governance event to the model's audit trail.
+    /// Appends an event that changes nothing by itself (e.g. a declined promotion) to the
+    /// model's audit trail.
     pub async fn record(
         &self,
         model: &ModelName,
@@ -579,6 +631,19 @@ impl Registry {
         action: AuditAction,
         reason: Option<String>,
         details: serde_json::Value,
+    ) -> Result<AuditRecord, RegistryError> {
+        self.write_record(model, actor, action, reason, details, false)
+            .await
+    }
+
+    async fn write_record(
+        &self,
+        model: &ModelName,
+        actor: &str,
+        action: AuditAction,
+        reason: Option<String>,
+        details: serde_json::Value,
+        intent: bool,
     ) -> Result<AuditRecord, RegistryError> {
         let at = OffsetDateTime::now_utc();
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -590,6 +655,8 @@ impl Registry {
             action,
             reason,
             details,
+            intent,
+            applied: None,
         };
         self.store
             .put(
@@ -601,13 +668,53 @@ impl Registry {
         Ok(record)
     }
 
-    /// The model's audit trail, oldest first.
+    /// The model's audit trail, oldest first, each record of a change marked with whether the
+    /// change took effect ([`AuditRecord::applied`]): a version record is applied when the
+    /// version's manifest exists with the recorded checksum, an alias move when the alias's
+    /// chain of records — from its current document back through each record's `replaces` —
+    /// reaches it.
     pub async fn audit_log(&self, model: &ModelName) -> Result<Vec<AuditRecord>, RegistryError> {
         let mut out = Vec::new();
         for obj in self.store.list(&keys::audit_prefix(model)).await? {
             if let Some((record, _)) = self.get_json::<AuditRecord>(&obj.key).await? {
                 out.push(record);
             }
+        }
+        let complete: BTreeSet<Version> =
+            self.complete_versions(model).await?.into_iter().collect();
+        let mut applied_moves = BTreeSet::new();
+        for (_, doc) in self.aliases(model).await? {
+            let mut next = doc.audit_id;
+            while let Some(id) = next.take() {
+                if !applied_moves.insert(id.clone()) {
+                    break;
+                }
+                next = out
+                    .iter()
+                    .find(|r| r.id == id)
+                    .and_then(|r| match &r.action {
+                        AuditAction::AliasMoved { replaces, .. } => replaces.clone(),
+                        _ => None,
+                    });
+            }
+        }
+        for record in &mut out {
+            if !record.intent {
+                continue;
+            }
+            record.applied = match &record.action {
+                AuditAction::VersionCreated {
+                    version, sha256, ..
+                } => Some(
+                    complete.contains(version)
+                        && self.manifest(model, *version).await.is_ok_and(|m| {
+                            m.artifacts.get(m.format.artifact_name()).map(|a| &a.sha256)
+                                == Some(sha256)
+                        }),
+                ),
+                AuditAction::AliasMoved { .. } => Some(applied_moves.contains(&record.id)),
+                AuditAction::PromotionDeclined { .. } => None,
+            };
         }
         Ok(out)
     }

@@ -329,6 +329,48 @@ impl ObjectStore for LocalFsStore {
             .await
     }
 
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        validate_prefix(prefix)?;
+        let owned = prefix.to_string();
+        self.blocking("list", prefix, move |root| {
+            let dir = if owned.is_empty() {
+                ""
+            } else if let Some(dir) = owned.strip_suffix('/') {
+                dir
+            } else {
+                return Err(StoreError::InvalidKey {
+                    key: owned.clone(),
+                    why: "a folder listing needs a prefix that ends with '/'",
+                });
+            };
+            let entries = match std::fs::read_dir(root.join(dir)) {
+                Ok(entries) => entries,
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory =>
+                {
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(StoreError::backend("list", &owned, e)),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| StoreError::backend("list", &owned, e))?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if name.starts_with(".maas-") {
+                    continue;
+                }
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(name);
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path_of(key)?;
         let owned = key.to_string();
@@ -340,13 +382,39 @@ impl ObjectStore for LocalFsStore {
         .await
     }
 
-    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+        expected: Option<&ETag>,
+    ) -> Result<Bytes, StoreError> {
         let path = self.path_of(key)?;
         let owned = key.to_string();
+        let expected = expected.cloned();
         self.blocking("get", key, move |_| {
             use std::io::{Read, Seek, SeekFrom};
             let mut file = std::fs::File::open(&path).map_err(|e| io_error("get", &owned, e))?;
-            let len = meta_of(&path, &owned)?.len();
+            // Writes replace the file by renaming a new one over it, so the open handle holds
+            // one version whole: its tag, checked here, is the tag of the bytes read below.
+            let meta = file.metadata().map_err(|e| io_error("get", &owned, e))?;
+            if !meta.is_file() {
+                return Err(StoreError::NotFound { key: owned });
+            }
+            if let Some(expected) = &expected {
+                let tag = if meta.len() <= CONTENT_TAG_LIMIT {
+                    let mut body = Vec::with_capacity(meta.len() as usize);
+                    file.read_to_end(&mut body)
+                        .map_err(|e| io_error("get", &owned, e))?;
+                    content_tag(&body)
+                } else {
+                    metadata_tag(&meta)
+                };
+                if tag != *expected {
+                    return Err(StoreError::PreconditionFailed { key: owned });
+                }
+            }
+            let len = meta.len();
             let start = start.min(len);
             let end = end.min(len).max(start);
             file.seek(SeekFrom::Start(start))

@@ -156,12 +156,28 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Lists every object whose key starts with `prefix`, in key order.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
 
+    /// Names of the folders directly under `prefix` (which ends with `/`): the distinct next
+    /// path segments of the keys below it, as S3 lists common prefixes with the delimiter `/`.
+    /// Sorted; it costs one entry per folder however many objects each holds.
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
     /// Removes an object; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
     /// Reads bytes `start..end` of an object (clamped to its size), so large objects can be
     /// streamed in chunks with bounded memory.
-    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError>;
+    ///
+    /// With `expected`, the read is pinned to that content (S3's `If-Match`): if the object was
+    /// overwritten since the tag was read, it fails with [`StoreError::PreconditionFailed`]
+    /// instead of returning bytes of another version, so a reader that streams an object in
+    /// several ranges never mixes two versions of it.
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+        expected: Option<&ETag>,
+    ) -> Result<Bytes, StoreError>;
 
     /// Starts writing an object in pieces (S3 multipart upload). Nothing is visible under `key`
     /// until [`ObjectWriter::complete`]; an aborted or abandoned writer leaves no object.

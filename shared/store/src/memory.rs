@@ -133,14 +133,41 @@ impl ObjectStore for MemoryStore {
             .collect())
     }
 
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        validate_prefix(prefix)?;
+        let objects = self.objects()?;
+        let mut out: Vec<String> = objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, _)| {
+                k[prefix.len()..]
+                    .split_once('/')
+                    .map(|(f, _)| f.to_string())
+            })
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         self.objects()?.remove(key);
         Ok(())
     }
 
-    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
-        let body = self.get(key).await?.body;
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+        expected: Option<&ETag>,
+    ) -> Result<Bytes, StoreError> {
+        let StoredObject { body, etag } = self.get(key).await?;
+        if expected.is_some_and(|e| *e != etag) {
+            return Err(StoreError::PreconditionFailed {
+                key: key.to_string(),
+            });
+        }
         let len = body.len() as u64;
         let (start, end) = (start.min(len), end.min(len).max(start.min(len)));
         Ok(body.slice(start as usize..end as usize))

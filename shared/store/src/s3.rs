@@ -228,6 +228,34 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        validate_prefix(prefix)?;
+        let full_prefix = self.full_key(prefix);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("list", prefix, e))?;
+            for common in page.common_prefixes() {
+                if let Some(folder) = common
+                    .prefix()
+                    .and_then(|p| p.strip_prefix(full_prefix.as_str()))
+                    .and_then(|p| p.strip_suffix('/'))
+                {
+                    out.push(folder.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         match self
@@ -246,11 +274,22 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+        expected: Option<&ETag>,
+    ) -> Result<Bytes, StoreError> {
         validate_key(key)?;
         if end <= start {
-            // An empty range: still say whether the object exists.
-            self.head(key).await?;
+            // An empty range: still say whether the object exists (and is the expected one).
+            let meta = self.head(key).await?;
+            if expected.is_some_and(|e| *e != meta.etag) {
+                return Err(StoreError::PreconditionFailed {
+                    key: key.to_string(),
+                });
+            }
             return Ok(Bytes::new());
         }
         let resp = self
@@ -259,6 +298,7 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(self.full_key(key))
             .range(format!("bytes={start}-{}", end - 1))
+            .set_if_match(expected.map(|e| e.0.clone()))
             .send()
             .await;
         let resp = match resp {

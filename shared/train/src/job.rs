@@ -16,7 +16,12 @@
 //! checkpoint (refusing if the dataset changed since). Given a deadline (Lambda's), it stops
 //! before an epoch that would not finish in time, with status `paused`. Only a finished job
 //! writes a version, in one [`Registry::create_version`] call, so a failed or paused job leaves
-//! none behind. Before writing, the ONNX export and the safetensors weights are loaded by the
+//! none behind.
+//!
+//! A job id maps to at most one version, whatever fails when: right after the version exists it
+//! is recorded in `status.json` by compare-and-swap, before the promotion and the `succeeded`
+//! status; a rerun finds it there — or, if the run died before recording it, finds the version
+//! whose lineage names the job — and finishes the job instead of training again. Before writing, the ONNX export and the safetensors weights are loaded by the
 //! serving engines (tract and candle) and must agree with each other and with the trainer.
 
 use std::collections::{BTreeMap, HashMap};
@@ -76,7 +81,8 @@ pub enum JobState {
     Paused,
     /// Finished: `version` was written.
     Succeeded,
-    /// Failed: `reason` says why. No version was written.
+    /// Failed: `reason` says why. A `version` is present only if the failure came after it was
+    /// written (e.g. the promotion failed); running the job again finishes it without training.
     Failed,
 }
 
@@ -302,9 +308,10 @@ impl TrainingJob {
             epoch: previous.as_ref().map_or(0, |p| p.epoch),
             epochs: spec.training.epochs,
             parent_version,
-            version: None,
+            // A version (and its promotion) recorded by an earlier run stays the job's.
+            version: previous.as_ref().and_then(|p| p.version),
             reason: None,
-            promotion: None,
+            promotion: previous.as_ref().and_then(|p| p.promotion.clone()),
             history: previous
                 .as_ref()
                 .map(|p| p.history.clone())
@@ -355,6 +362,23 @@ impl TrainingJob {
         writer: &mut StatusWriter,
         mut options: RunOptions<'_>,
     ) -> Result<JobOutcome, TrainError> {
+        // A job maps to at most one version: an earlier run may have written it and then failed
+        // (promotion, audit, the status write) or died before recording it.
+        if let Some(manifest) = self.version_of_job(model, job_id, status).await? {
+            info!(job = %job_id, version = %manifest.version, "the job's version exists; finishing the job");
+            return self
+                .finish(
+                    spec,
+                    job_id,
+                    model,
+                    status,
+                    writer,
+                    manifest,
+                    &options.actor,
+                )
+                .await;
+        }
+
         // The data.
         let object = self.store.get(&spec.dataset.key).await.map_err(|e| {
             if e.is_not_found() {
@@ -466,7 +490,22 @@ impl TrainingJob {
             return Ok(JobOutcome::Paused(status.clone()));
         };
 
-        // The version.
+        // The version. Renew the lease first (a run that lost the job stops here), then look
+        // again for a version of this job, so that two runs never both write one.
+        writer.write(status, Some(MIN_LEASE)).await?;
+        if let Some(manifest) = self.version_of_job(model, job_id, status).await? {
+            return self
+                .finish(
+                    spec,
+                    job_id,
+                    model,
+                    status,
+                    writer,
+                    manifest,
+                    &options.actor,
+                )
+                .await;
+        }
         let manifest = self
             .write_version(
                 spec,
@@ -483,9 +522,68 @@ impl TrainingJob {
                 &options.actor,
             )
             .await?;
-        status.version = Some(manifest.version);
-        status.promotion = self.promote(spec, model, &manifest, &options.actor).await?;
+        self.finish(
+            spec,
+            job_id,
+            model,
+            status,
+            writer,
+            manifest,
+            &options.actor,
+        )
+        .await
+    }
+
+    /// The version this job already wrote, if any: the one its status records, else a complete
+    /// version (newer than the job's parent) whose lineage names the job — a run that died
+    /// between writing the version and recording it leaves only that.
+    async fn version_of_job(
+        &self,
+        model: &ModelName,
+        job_id: &str,
+        status: &JobStatus,
+    ) -> Result<Option<Manifest>, TrainError> {
+        if let Some(version) = status.version {
+            return Ok(Some(self.registry.manifest(model, version).await?));
+        }
+        let after = status.parent_version.map_or(0, Version::get);
+        let versions = match self.registry.complete_versions(model).await {
+            Ok(v) => v,
+            Err(maas_registry::RegistryError::ModelNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        for version in versions.into_iter().rev().filter(|v| v.get() > after) {
+            let manifest = self.registry.manifest(model, version).await?;
+            if matches!(&manifest.lineage, Lineage::Trained { job_id: id, .. } if id == job_id) {
+                return Ok(Some(manifest));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records `manifest` as the job's version (compare-and-swap, so it is the job's before
+    /// anything else happens), applies the promotion policy once, and marks the job succeeded.
+    /// Every step can be repeated by a rerun after a failure of the next.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        spec: &JobSpec,
+        job_id: &str,
+        model: &ModelName,
+        status: &mut JobStatus,
+        writer: &mut StatusWriter,
+        manifest: Manifest,
+        actor: &str,
+    ) -> Result<JobOutcome, TrainError> {
+        if status.version != Some(manifest.version) {
+            status.version = Some(manifest.version);
+            writer.write(status, Some(MIN_LEASE)).await?;
+        }
+        if status.promotion.is_none() {
+            status.promotion = self.promote(spec, model, &manifest, actor).await?;
+        }
         status.state = JobState::Succeeded;
+        status.reason = None;
         writer.write(status, None).await?;
         if let Err(e) = self.store.delete(&checkpoint_key(job_id)).await {
             warn!(error = %e, "could not remove the finished job's checkpoint");

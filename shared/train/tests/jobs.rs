@@ -505,3 +505,148 @@ async fn two_runs_of_one_job_write_one_version_and_a_dead_runner_is_taken_over()
     assert_eq!(done.lease_expires_at, None);
     assert_eq!(manifest.version.get(), 2);
 }
+
+/// Reruns a job the way Lambda's retries and a later invocation would: a run that finds the
+/// job's lease held by a runner that died is let through once the lease has run out (here:
+/// moved into the past, as time would).
+async fn rerun_until_done(
+    store: &SharedStore,
+    job: &TrainingJob,
+    doc: JobSpec,
+) -> (maas_train::JobStatus, maas_core::Manifest) {
+    for _ in 0..3 {
+        match job
+            .run(doc.clone(), options())
+            .await
+            .expect("the rerun runs")
+        {
+            JobOutcome::Succeeded { status, manifest } => return (status, *manifest),
+            JobOutcome::Busy(mut status) => {
+                status.lease_expires_at =
+                    Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1));
+                let id = status.job_id.clone();
+                upload(
+                    store,
+                    &format!("jobs/{id}/status.json"),
+                    serde_json::to_string(&status).expect("json"),
+                )
+                .await;
+            }
+            JobOutcome::Paused(_) => {}
+        }
+    }
+    panic!("the job did not finish in three reruns");
+}
+
+/// Regression: a promotion that failed after the version was written marked the job failed, and
+/// the retry resumed the final checkpoint and wrote a second version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_promotion_and_its_retry_leave_one_version() {
+    use maas_tests::faults::{Call, Fault, FaultyStore, Op};
+    let (_dir, store) = store().await;
+    upload(
+        &store,
+        "datasets/r.csv",
+        synthetic::csv(Target::Regression, 300, 6, 2),
+    )
+    .await;
+    let doc = spec(json!({
+        "job_id": "promo-fails",
+        "model": "once",
+        "dataset": {"key": "datasets/r.csv", "target": "y"},
+        "architecture": {"hidden": [8]},
+        "training": {"epochs": 2, "batch_size": 32},
+        "promotion": {"alias": "production"}
+    }));
+    // GIVEN a store that refuses the alias write
+    let faulty = FaultyStore::new(
+        store.clone(),
+        Arc::new(|call: Call| {
+            let hit = call.op == Op::Put && call.key.ends_with("aliases/production.json");
+            Box::pin(async move { hit.then_some(Fault::Fail) })
+        }),
+    );
+    let failed = TrainingJob::new(Arc::new(faulty))
+        .run(doc.clone(), options())
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    let job = TrainingJob::new(store.clone());
+    let status = job
+        .status("promo-fails")
+        .await
+        .expect("status")
+        .expect("exists");
+    assert_eq!(status.state, JobState::Failed);
+    let written = status
+        .version
+        .expect("the version is recorded in the failed status");
+    // WHEN the job runs again
+    let (done, manifest) = rerun_until_done(&store, &job, doc).await;
+    // THEN it finishes with the same version, promoted, and no second one
+    assert_eq!(manifest.version, written);
+    assert_eq!(done.version, Some(written));
+    assert!(done.promotion.expect("decision").promoted);
+    let state = maas_tests::invariants::check_model(&store, "once")
+        .await
+        .expect("invariants");
+    assert_eq!(state.versions, vec![written.get()]);
+    assert_eq!(state.aliases["production"], written.get());
+}
+
+/// Storage faults through a whole job: a fault at every write in turn (the write fails, or
+/// takes effect with its answer lost), then reruns. After each: one version per job, nothing
+/// half-written, every version and alias move recorded, and the reruns finish the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_fault_at_any_write_ends_with_exactly_one_version() {
+    use maas_tests::faults::{Fault, FaultyStore};
+    let dataset = synthetic::csv(Target::Regression, 200, 5, 3);
+    let doc = spec(json!({
+        "job_id": "faulty",
+        "model": "faulty",
+        "dataset": {"key": "datasets/r.csv", "target": "y"},
+        "architecture": {"hidden": [4]},
+        "training": {"epochs": 2, "batch_size": 64},
+        "promotion": {"alias": "production"}
+    }));
+    let counting = {
+        let (_dir, store) = store().await;
+        upload(&store, "datasets/r.csv", dataset.clone()).await;
+        let counting = FaultyStore::counting(store.clone());
+        succeed(&TrainingJob::new(Arc::new(counting.clone())), doc.clone()).await;
+        counting.write_count()
+    };
+    assert!(counting >= 10, "a job makes {counting} writes");
+    for k in 0..counting {
+        for fault in [Fault::Fail, Fault::LoseResponse] {
+            let (_dir, store) = store().await;
+            upload(&store, "datasets/r.csv", dataset.clone()).await;
+            let faulty = FaultyStore::at_write(store.clone(), k, fault);
+            let first = TrainingJob::new(Arc::new(faulty))
+                .run(doc.clone(), options())
+                .await;
+            maas_tests::invariants::check_model(&store, "faulty")
+                .await
+                .unwrap_or_else(|e| panic!("{fault:?} at write {k}: {e}"));
+            let job = TrainingJob::new(store.clone());
+            let (status, manifest) = rerun_until_done(&store, &job, doc.clone()).await;
+            if let Ok(JobOutcome::Succeeded { manifest: m, .. }) = &first {
+                assert_eq!(m.version, manifest.version, "{fault:?} at write {k}");
+            }
+            let state = maas_tests::invariants::check_model(&store, "faulty")
+                .await
+                .unwrap_or_else(|e| panic!("after the rerun ({fault:?} at write {k}): {e}"));
+            assert_eq!(
+                state.versions_by_job.get("faulty"),
+                Some(&vec![manifest.version.get()]),
+                "{fault:?} at write {k}"
+            );
+            assert_eq!(status.state, JobState::Succeeded);
+            assert_eq!(
+                state.aliases.get("production"),
+                Some(&manifest.version.get()),
+                "{fault:?} at write {k}"
+            );
+        }
+    }
+    eprintln!("training: {counting} writes, {} faulty runs", counting * 2);
+}

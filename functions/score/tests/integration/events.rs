@@ -187,7 +187,7 @@ async fn bulk_items_name_one_raw_key_and_are_scored_like_uploads() {
         .expect("scored");
     assert_eq!(summary.scored, vec![key.to_string()]);
     let report = store
-        .get("batch/output/seed/run 1/a+b.csv.report.json")
+        .get("batch/output/_bulk/seed@latest/run 1/a+b.csv.report.json")
         .await
         .expect("report");
     let report: serde_json::Value = serde_json::from_slice(&report.body).expect("json");

@@ -90,7 +90,7 @@ async fn score_binary_under_cargo_lambda_invoke_against_s3s_fs() {
 
     // THEN the output holds every good row with PyTorch's prediction
     let output = store
-        .get("batch/output/seed/daily run/é.csv")
+        .get("batch/output/seed:1/daily run/é.csv")
         .await
         .expect("output");
     let text = String::from_utf8(output.body.to_vec()).expect("utf-8");
@@ -111,7 +111,7 @@ async fn score_binary_under_cargo_lambda_invoke_against_s3s_fs() {
     }
     // AND the errors file lists exactly the planted rows, by line
     let errors = store
-        .get("batch/output/seed/daily run/é.csv.errors.jsonl")
+        .get("batch/output/seed:1/daily run/é.csv.errors.jsonl")
         .await
         .expect("errors");
     let errors: Vec<Value> = String::from_utf8_lossy(&errors.body)
@@ -126,7 +126,7 @@ async fn score_binary_under_cargo_lambda_invoke_against_s3s_fs() {
     // AND the report says what happened
     let report: Value = serde_json::from_slice(
         &store
-            .get("batch/output/seed/daily run/é.csv.report.json")
+            .get("batch/output/seed:1/daily run/é.csv.report.json")
             .await
             .expect("report")
             .body,

@@ -520,6 +520,7 @@ async fn concurrent_requests_share_one_load_and_the_cache_evicts_by_bytes() {
         .state
         .cache
         .loaded()
+        .await
         .into_iter()
         .map(|(m, _, _)| m.to_string())
         .collect();
@@ -569,4 +570,38 @@ async fn non_finite_inputs_pass_when_the_manifest_allows_them() {
         call(&svc, request("/v2/models/seed/infer")).await.0,
         StatusCode::BAD_REQUEST
     );
+}
+
+/// Regression: every failed load of `/versions/{n}` with a fresh `n` stayed in the negative
+/// cache forever (+7 MB for 20,000 unknown versions). Every map on the request path is bounded
+/// by count and by time.
+#[tokio::test]
+async fn unknown_versions_and_aliases_from_urls_never_grow_the_caches_past_their_bounds() {
+    let cache = CacheConfig {
+        max_remembered: 32,
+        failure_ttl: Duration::from_millis(300),
+        alias_ttl: Duration::from_millis(300),
+        ..CacheConfig::default()
+    };
+    let svc = service_with(cache, maas_inference::LAMBDA_PAYLOAD_LIMIT).await;
+    let (rows, _) = reference();
+    for n in 0..400u64 {
+        let (status, _) = post_json(
+            &svc,
+            &format!("/v2/models/seed/versions/{}/infer", 1000 + n),
+            infer_body(&rows[..1], false),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = get(&svc, &format!("/v2/models/seed/versions/alias{n}")).await;
+        assert!(status.is_client_error(), "{status}");
+    }
+    let (loaded, resolved, failed) = svc.state.cache.entry_counts().await;
+    assert_eq!(loaded, 0);
+    assert!(failed <= 32, "{failed} failed loads remembered");
+    assert!(resolved <= 32, "{resolved} resolutions remembered");
+    // And they expire.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, resolved, failed) = svc.state.cache.entry_counts().await;
+    assert_eq!((resolved, failed), (0, 0));
 }
