@@ -164,3 +164,30 @@ fn onnx_exported_with_a_fixed_batch_serves_any_batch_size() {
         ]
     );
 }
+
+/// Regression: tract errors caused by the input's values (an id outside an embedding table)
+/// were internal errors (HTTP 500); they are the caller's (400), and the model keeps serving.
+#[test]
+fn an_out_of_range_index_is_a_bad_input_not_an_engine_failure() {
+    use maas_tests::fixtures::onnx_embedding;
+    let model = load("embedding.onnx", &onnx_embedding());
+    let ids = |values: Vec<i64>| {
+        let rows = values.len() / 3;
+        vec![Tensor::new("ids", vec![rows, 3], TensorData::I64(values)).expect("tensor")]
+    };
+    let good = model
+        .predict(ids(vec![0, 1, 9, 2, 2, 2]))
+        .expect("ids in range");
+    assert_eq!(good[0].shape, vec![2, 3, 4]);
+    for bad in [vec![0, 10, 1], vec![-11, 0, 0], vec![i64::MAX, 0, 0]] {
+        let err = model
+            .predict(ids(bad.clone()))
+            .expect_err("an id outside the table");
+        assert!(
+            matches!(err, maas_engine::EngineError::InvalidInput { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+    // The model still answers afterwards.
+    model.predict(ids(vec![3, 4, 5])).expect("still serving");
+}

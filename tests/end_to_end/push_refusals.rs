@@ -201,7 +201,8 @@ async fn manifest_overrides_that_contradict_the_model_are_refused() {
     };
     let bench = bench_with_one_version().await;
     let before = snapshot(&bench.store).await;
-    let contradictions: Vec<(&str, Vec<TensorSpec>, Option<Vec<TensorSpec>>)> = vec![
+    type Override = (&'static str, Vec<TensorSpec>, Option<Vec<TensorSpec>>);
+    let contradictions: Vec<Override> = vec![
         (
             "width",
             vec![spec("input", DataType::Fp32, &[-1, 999])],

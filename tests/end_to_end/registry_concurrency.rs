@@ -93,14 +93,34 @@ async fn concurrent_pushes_get_distinct_versions(store: SharedStore) {
         task.await.expect("task").expect("promotion");
     }
     let log = registry.audit_log(&model).await.expect("audit");
+    // Every move writes its record first; a writer that lost the race leaves its record marked
+    // not applied. The applied ones are the moves that happened.
     let moves: Vec<(Option<Version>, Version)> = log
         .iter()
+        .filter(|r| r.applied == Some(true))
         .filter_map(|r| match &r.action {
             AuditAction::AliasMoved { from, to, .. } => Some((*from, *to)),
             _ => None,
         })
         .collect();
-    assert_eq!(moves.len(), WRITERS, "one audited move per promotion");
+    let trail: Vec<String> = log
+        .iter()
+        .filter_map(|r| match &r.action {
+            AuditAction::AliasMoved {
+                from, to, replaces, ..
+            } => Some(format!(
+                "{} {:?}->{} replaces {:?} applied {:?}",
+                r.id, from, to, replaces, r.applied
+            )),
+            _ => None,
+        })
+        .collect();
+    let current = registry.alias(&model, &alias).await.expect("alias");
+    assert_eq!(
+        moves.len(),
+        WRITERS,
+        "one applied move per promotion; alias {current:?}, trail {trail:#?}"
+    );
     // The moves form one chain: each starts where another ended (CAS lost no update).
     let froms: BTreeSet<Option<Version>> = moves.iter().map(|(f, _)| *f).collect();
     assert_eq!(

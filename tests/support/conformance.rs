@@ -413,6 +413,7 @@ pub async fn concurrent_swaps_lose_nothing(
 async fn folders_list_one_entry_per_folder(store: &dyn ObjectStore) {
     for key in [
         "tree/a/1.json",
+        "tree/a-b/1.json",
         "tree/a/2.json",
         "tree/a/deep/3.json",
         "tree/b/1.json",
@@ -426,7 +427,7 @@ async fn folders_list_one_entry_per_folder(store: &dyn ObjectStore) {
     }
     assert_eq!(
         store.list_folders("tree/").await.expect("folders"),
-        ["a", "b"]
+        ["a", "a-b", "b"]
     );
     assert_eq!(
         store.list_folders("tree/a/").await.expect("folders"),

@@ -1114,3 +1114,20 @@ async fn train_remote_submits_to_the_bucket_follows_the_job_and_resubmits_a_paus
         .await
         .expect("second request");
 }
+
+/// Regression: a `MAAS_ENGINE_THREADS` that is not a number silently became 1 thread.
+#[tokio::test]
+async fn a_thread_count_that_is_not_a_number_stops_the_command() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("maas-data").display().to_string();
+    for bad in ["two", "0", "-1"] {
+        let err = fails(
+            &store,
+            &[("MAAS_ENGINE_THREADS", bad.to_string())],
+            &["models"],
+        )
+        .await;
+        assert!(err.contains("MAAS_ENGINE_THREADS"), "{err}");
+    }
+    ok(&store, &[("MAAS_ENGINE_THREADS", "2".into())], &["models"]).await;
+}

@@ -531,3 +531,75 @@ async fn a_jsonl_row_with_bad_utf8_or_a_huge_line_is_a_row_error() {
         assert!((p - e).abs() <= 1e-4, "{p} vs {e}");
     }
 }
+
+/// Storage faults: a fault at every store call of a scoring run in turn (a failure, a lost
+/// answer, a read cut short). After each, nothing partial is on view — an output is there whole
+/// or not at all, and a report vouches for complete outputs — and a retry scores the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoring_with_a_fault_at_any_call_publishes_whole_outputs_or_none() {
+    use maas_tests::faults::{Fault, FaultyStore};
+    let (csv, _) = csv_with_bad_rows();
+    let key = "batch/input/seed/f.csv";
+    let setup = async || {
+        let (dir, store) = store_with_seed().await;
+        store
+            .put(key, Bytes::from(csv.clone()), PutCondition::None)
+            .await
+            .expect("upload");
+        (dir, store)
+    };
+    let (_clean_dir, clean) = setup().await;
+    let counting = FaultyStore::counting(clean.clone());
+    let ScoreOutcome::Scored(report) = BatchScorer::new(Arc::new(counting.clone()))
+        .score(key)
+        .await
+        .expect("clean run")
+    else {
+        panic!("scored");
+    };
+    let expected_out = text(&clean, &report.output_key).await;
+    let expected_errors = text(&clean, &report.errors_key).await;
+    let calls = counting.calls().len();
+    let mut tried = 0;
+    for k in 0..calls {
+        for fault in [Fault::Fail, Fault::LoseResponse, Fault::Truncate] {
+            let (_dir, store) = setup().await;
+            let faulty = Arc::new(FaultyStore::at_call(store.clone(), k, fault));
+            let result = BatchScorer::new(faulty).score(key).await;
+            let what = format!("{fault:?} at call {k}: {result:?}");
+            let seen = |key: String| {
+                let store = store.clone();
+                async move { store.get(&key).await.ok().map(|o| o.body) }
+            };
+            if let Some(out) = seen(report.output_key.clone()).await {
+                assert_eq!(out, expected_out.as_bytes(), "{what}: partial output");
+            }
+            if let Some(errors) = seen(report.errors_key.clone()).await {
+                assert_eq!(errors, expected_errors.as_bytes(), "{what}: partial errors");
+            }
+            if seen(report.output_key.clone() + ".report.json")
+                .await
+                .is_some()
+            {
+                assert!(seen(report.output_key.clone()).await.is_some(), "{what}");
+                assert!(seen(report.errors_key.clone()).await.is_some(), "{what}");
+            }
+            // The retry (a redelivered event) finishes the file.
+            let retried = BatchScorer::new(store.clone()).score(key).await;
+            assert!(
+                matches!(
+                    retried,
+                    Ok(ScoreOutcome::Scored(_) | ScoreOutcome::AlreadyScored(_))
+                ),
+                "{what}: retry {retried:?}"
+            );
+            assert_eq!(
+                text(&store, &report.output_key).await,
+                expected_out,
+                "{what}"
+            );
+            tried += 1;
+        }
+    }
+    eprintln!("scoring: {calls} calls, {tried} faulty runs");
+}

@@ -293,14 +293,50 @@ impl Predictor for OnnxPredictor {
             .into_iter()
             .map(to_tract)
             .collect::<Result<TVec<_>, _>>()?;
-        let results = plan.run(values).map_err(|e| EngineError::Inference {
-            message: format!("{e:#}"),
-        })?;
+        // tract checks shapes when the plan is built and types at the door, but some operators
+        // trust the values they are given: an embedding's `Gather` with an id past its table
+        // panics inside tract. The plan is immutable (each run has its own state), so a panic
+        // leaves nothing broken behind, and the request that caused it gets the blame.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(values)));
+        let takes_integers = self.inputs.iter().any(|i| {
+            matches!(
+                i.datatype,
+                maas_core::DataType::Int32 | maas_core::DataType::Int64
+            )
+        });
+        let results = match run {
+            Ok(Ok(results)) => results,
+            // With only float inputs, checked for shape and finiteness, a failure is the
+            // engine's; integer inputs are indices whose values the graph can refuse.
+            Ok(Err(e)) if !takes_integers => {
+                return Err(EngineError::Inference {
+                    message: format!("{e:#}"),
+                });
+            }
+            Ok(Err(e)) => return Err(value_refused(&format!("{e:#}"))),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                return Err(value_refused(what));
+            }
+        };
         results
             .iter()
             .zip(&self.outputs)
             .map(|(value, spec)| from_tract(&spec.name, value))
             .collect()
+    }
+}
+
+/// The graph could not compute these input values (an index out of its table's range, ...).
+fn value_refused(detail: &str) -> EngineError {
+    EngineError::InvalidInput {
+        message: format!(
+            "the model can't compute these input values ({detail}); check that integer inputs (ids, indices) are within the ranges the model was built for"
+        ),
     }
 }
 

@@ -141,7 +141,7 @@ fn checked_text(field: Field<'_>) -> Option<&str> {
 /// decoders check: `Some(())` if it does.
 fn skip(field: &Field<'_>, want: Wire) -> Option<()> {
     let ok = match (want, field) {
-        (Wire::Varint, Field::Varint(_)) | (Wire::Fixed32, Field::Fixed32(_)) => true,
+        (Wire::Varint, Field::Varint(_)) => true,
         (Wire::Text, Field::Bytes(b)) => text(b).is_some(),
         (Wire::Bytes, Field::Bytes(_)) => true,
         // Repeated numbers, packed or not.
@@ -157,7 +157,6 @@ fn skip(field: &Field<'_>, want: Wire) -> Option<()> {
 #[derive(Clone, Copy)]
 enum Wire {
     Varint,
-    Fixed32,
     Text,
     Bytes,
     PackedVarint,

@@ -145,6 +145,8 @@ impl ObjectStore for MemoryStore {
                     .map(|(f, _)| f.to_string())
             })
             .collect();
+        // Keys sort `a-b/…` before `a/…`; folder names sort `a` first.
+        out.sort();
         out.dedup();
         Ok(out)
     }

@@ -309,6 +309,15 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(classify("get", key, e)),
         };
+        // S3 answers If-Match itself (412); an S3-compatible server that ignores the header is
+        // caught by the ETag it returns with the bytes.
+        if let Some(expected) = expected
+            && resp.e_tag().is_some_and(|tag| tag != expected.0)
+        {
+            return Err(StoreError::PreconditionFailed {
+                key: key.to_string(),
+            });
+        }
         Ok(resp
             .body
             .collect()
