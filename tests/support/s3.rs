@@ -141,16 +141,26 @@ impl MotoServer {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             probe.local_addr().expect("addr").port()
         };
+        // moto's own server is threaded and can let two compare-and-swaps on one ETag both
+        // win; `moto_serial.py` runs the same app one request at a time, as atomic as S3. It
+        // runs on the Python that has moto: the one beside `moto_server`.
         let exe = moto_executable();
-        let child = std::process::Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let python = exe
+            .parent()
+            .map(|dir| dir.join("python"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("python3"));
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/moto_serial.py");
+        let child = std::process::Command::new(&python)
+            .arg(&script)
+            .args(["127.0.0.1", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "could not start {} ({e}); install moto with `pip install 'moto[server]'` or run scripts/test, which sets up .venv",
-                    exe.display()
+                    "could not start moto with {} ({e}); install moto with `pip install 'moto[server]'` or run scripts/test, which sets up .venv",
+                    python.display()
                 )
             });
         let server = Self {
