@@ -298,17 +298,19 @@ impl Predictor for OnnxPredictor {
         // panics inside tract. The plan is immutable (each run has its own state), so a panic
         // leaves nothing broken behind, and the request that caused it gets the blame.
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(values)));
-        let takes_integers = self.inputs.iter().any(|i| {
-            matches!(
-                i.datatype,
-                maas_core::DataType::Int32 | maas_core::DataType::Int64
-            )
-        });
+        let takes_integers = || {
+            self.inputs.iter().any(|i| {
+                matches!(
+                    i.datatype,
+                    maas_core::DataType::Int32 | maas_core::DataType::Int64
+                )
+            })
+        };
         let results = match run {
             Ok(Ok(results)) => results,
             // With only float inputs, checked for shape and finiteness, a failure is the
             // engine's; integer inputs are indices whose values the graph can refuse.
-            Ok(Err(e)) if !takes_integers => {
+            Ok(Err(e)) if !takes_integers() => {
                 return Err(EngineError::Inference {
                     message: format!("{e:#}"),
                 });

@@ -560,7 +560,11 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        // 2,000 mutated models a run; PROPTEST_CASES sets another count for a long run.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000),
+            ..Default::default()
+        })]
 
         /// Mutated real models: the scanner never panics; whenever it reads a graph that
         /// protobuf's reference decoder (prost) also reads, it reads the same nodes, weights and

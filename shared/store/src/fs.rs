@@ -401,22 +401,24 @@ impl ObjectStore for LocalFsStore {
             if !meta.is_file() {
                 return Err(StoreError::NotFound { key: owned });
             }
-            if let Some(expected) = &expected {
-                let tag = if meta.len() <= CONTENT_TAG_LIMIT {
-                    let mut body = Vec::with_capacity(meta.len() as usize);
-                    file.read_to_end(&mut body)
-                        .map_err(|e| io_error("get", &owned, e))?;
-                    content_tag(&body)
-                } else {
-                    metadata_tag(&meta)
-                };
-                if tag != *expected {
-                    return Err(StoreError::PreconditionFailed { key: owned });
-                }
-            }
             let len = meta.len();
             let start = start.min(len);
             let end = end.min(len).max(start);
+            if let Some(expected) = &expected {
+                if len <= CONTENT_TAG_LIMIT {
+                    // The tag is the content's hash: read the file once, check it, slice it.
+                    let mut whole = Vec::with_capacity(len as usize);
+                    file.read_to_end(&mut whole)
+                        .map_err(|e| io_error("get", &owned, e))?;
+                    if content_tag(&whole) != *expected {
+                        return Err(StoreError::PreconditionFailed { key: owned });
+                    }
+                    return Ok(Bytes::from(whole).slice(start as usize..end as usize));
+                }
+                if metadata_tag(&meta) != *expected {
+                    return Err(StoreError::PreconditionFailed { key: owned });
+                }
+            }
             file.seek(SeekFrom::Start(start))
                 .map_err(|e| io_error("get", &owned, e))?;
             let mut body = vec![0u8; (end - start) as usize];
