@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use maas_core::{ManifestTemplate, ModelName};
-use maas_engine::{LoadedModel, PushRequest, Tensor, TensorData};
+use maas_engine::{LoadedModel, Tensor, TensorData};
+use maas_models::PushRequest;
 use maas_registry::{Registry, VersionSelector};
 use serde::Serialize;
 
@@ -32,6 +33,9 @@ pub enum BenchError {
     /// The engine refused the model or an input.
     #[error(transparent)]
     Engine(#[from] maas_engine::EngineError),
+    /// The model could not be pushed or loaded.
+    #[error(transparent)]
+    Models(#[from] maas_models::ModelsError),
     /// A name was invalid.
     #[error(transparent)]
     Core(#[from] maas_core::CoreError),
@@ -98,7 +102,7 @@ pub async fn load(file: &std::path::Path) -> Result<LoadedModel, BenchError> {
     let store: maas_store::SharedStore = Arc::new(maas_store::MemoryStore::new());
     let registry = Registry::new(store);
     let model = ModelName::new("bench")?;
-    maas_engine::push(
+    maas_models::push(
         &registry,
         PushRequest {
             model: model.clone(),
@@ -111,7 +115,7 @@ pub async fn load(file: &std::path::Path) -> Result<LoadedModel, BenchError> {
         },
     )
     .await?;
-    Ok(LoadedModel::load(&registry, &model, &VersionSelector::Default).await?)
+    Ok(maas_models::load(&registry, &model, &VersionSelector::Default).await?)
 }
 
 /// Deterministic inputs in [-1, 1): `rows × width` values.

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use maas_core::{AliasName, ManifestTemplate, ModelName, Version};
-use maas_engine::{LoadedModel, PushRequest};
+use maas_models::PushRequest;
 use maas_registry::{Registry, VersionSelector};
 
 pub use output::Rendered;
@@ -203,6 +203,9 @@ pub enum CliError {
     /// The engine refused the model or the input.
     #[error(transparent)]
     Engine(#[from] maas_engine::EngineError),
+    /// The model could not be pushed or loaded.
+    #[error(transparent)]
+    Models(#[from] maas_models::ModelsError),
     /// A local file could not be read.
     #[error("cannot read {path}: {message}")]
     File {
@@ -329,7 +332,7 @@ async fn push(registry: &Registry, args: PushArgs, json: bool) -> Result<Rendere
         None => ManifestTemplate::default(),
     };
     let bytes = read_file(&args.file)?;
-    let outcome = maas_engine::push(
+    let outcome = maas_models::push(
         registry,
         PushRequest {
             model,
@@ -394,7 +397,7 @@ async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, Cli
     let model = ModelName::new(args.model)?;
     let selector = selector(args.version, args.alias)?;
     let raw = read_input(&args.input)?;
-    let loaded = LoadedModel::load(registry, &model, &selector).await?;
+    let loaded = maas_models::load(registry, &model, &selector).await?;
     let (values, rows) = input::rows_for(&loaded, &args.input, &raw)?;
     let predictions = loaded.predict_rows(values, rows)?;
     Ok(output::predictions(&loaded, &predictions))

@@ -1,7 +1,8 @@
 //! What each command prints: human-readable text, or JSON with `--json`.
 
 use maas_core::{AliasName, ModelName};
-use maas_engine::{LoadedModel, PushOutcome};
+use maas_engine::LoadedModel;
+use maas_models::PushOutcome;
 use maas_registry::{AliasMove, Registry};
 use serde_json::json;
 

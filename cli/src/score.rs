@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use maas_batch::rows::{self, RowCounts};
 use maas_core::ModelName;
-use maas_engine::LoadedModel;
 use maas_registry::{Registry, VersionSelector};
 use serde_json::json;
 
@@ -47,7 +46,7 @@ pub(crate) async fn score_files(
             input.display()
         )));
     };
-    let loaded = LoadedModel::load(registry, model, selector).await?;
+    let loaded = maas_models::load(registry, model, selector).await?;
     let version = loaded.manifest().version;
     // The report is the commit point: an old one must not vouch for the outputs of this run.
     let report_path = with_suffix(&output, ".report.json");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use maas_core::{AliasName, ManifestTemplate, ModelName, Version};
-use maas_engine::{PushRequest, push};
+use maas_models::{PushRequest, push};
 use maas_registry::{Registry, VersionSelector};
 use maas_store::{MemoryStore, SharedStore};
 use maas_tests::faults::{Fault, FaultyStore};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use maas_core::{ManifestTemplate, ModelName};
-use maas_engine::{PushRequest, push};
+use maas_models::{PushRequest, push};
 use maas_registry::Registry;
 use maas_store::{LocalFsStore, ObjectStore};
 use maas_tests::fixtures::{onnx_with_ops, safetensors_file, seed_file};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use maas_core::{AliasName, AuditAction, ManifestTemplate, ModelName, Version};
-use maas_engine::{PushRequest, push};
+use maas_models::{PushRequest, push};
 use maas_registry::Registry;
 use maas_store::{LocalFsStore, SharedStore};
 use maas_tests::MotoServer;

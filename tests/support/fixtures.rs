@@ -1,5 +1,6 @@
-//! The committed seed fixture (the PyTorch MLP as safetensors, ONNX and pickle, with PyTorch's
-//! outputs for 8 inputs) and generators for files a push must refuse.
+//! The committed fixtures — the seed (the PyTorch MLP as safetensors, ONNX and pickle, with
+//! PyTorch's outputs for 8 inputs) and the tabular models of `fixtures/tabular` — and generators
+//! for files a push must refuse.
 
 use std::path::PathBuf;
 
@@ -182,9 +183,9 @@ pub async fn push_seed(
     file: &str,
     template: maas_core::ManifestTemplate,
 ) -> maas_core::Manifest {
-    maas_engine::push(
+    maas_models::push(
         registry,
-        maas_engine::PushRequest {
+        maas_models::PushRequest {
             model: maas_core::ModelName::new(model).expect("valid model name"),
             file_name: file.into(),
             bytes: bytes::Bytes::from(seed_file(file)),
@@ -260,4 +261,77 @@ pub fn onnx_embedding() -> Vec<u8> {
         ..Default::default()
     };
     prost::Message::encode_to_vec(&model)
+}
+
+/// The folder of a tabular fixture (`tests/fixtures/tabular/{name}`), made by
+/// `tests/fixtures/tabular/make_fixtures.py` with the real exporters.
+pub fn tabular_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tabular")
+        .join(name)
+}
+
+/// A file of a tabular fixture.
+pub fn tabular_file(name: &str, file: &str) -> Vec<u8> {
+    let path = tabular_dir(name).join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A tabular fixture's reference: its rows and what the library itself answered.
+#[derive(Debug, Clone)]
+pub struct TabularReference {
+    /// Feature names.
+    pub features: Vec<String>,
+    /// Row-major inputs (NaN where the reference has null).
+    pub inputs: Vec<f32>,
+    /// The library's raw `predict` values, flattened.
+    pub predictions: Vec<f64>,
+    /// Classifiers: probabilities, flattened row-major.
+    pub probabilities: Option<Vec<f64>>,
+    /// Classifiers: the label of each row (as numbers).
+    pub labels: Vec<f64>,
+    /// onnxruntime's outputs for `model.onnx`, by output name, flattened.
+    pub onnxruntime: Vec<(String, Vec<f64>)>,
+}
+
+impl TabularReference {
+    /// Rows in the reference.
+    pub fn rows(&self) -> usize {
+        self.inputs.len() / self.features.len().max(1)
+    }
+}
+
+fn flatten(v: &serde_json::Value) -> Vec<f64> {
+    match v {
+        serde_json::Value::Array(items) => items.iter().flat_map(flatten).collect(),
+        serde_json::Value::Null => vec![f64::NAN],
+        other => vec![other.as_f64().unwrap_or(f64::NAN)],
+    }
+}
+
+/// Reads `reference.json` of a tabular fixture.
+pub fn tabular_reference(name: &str) -> TabularReference {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&tabular_file(name, "reference.json")).expect("reference json");
+    let library = &doc["library"];
+    TabularReference {
+        features: doc["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .map(|f| f.as_str().expect("name").to_string())
+            .collect(),
+        inputs: flatten(&doc["inputs"])
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        predictions: flatten(&library["predictions"]),
+        probabilities: library.get("probabilities").map(flatten),
+        labels: library.get("labels").map(flatten).unwrap_or_default(),
+        onnxruntime: doc
+            .get("onnxruntime")
+            .and_then(|o| o.as_object())
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), flatten(v))).collect())
+            .unwrap_or_default(),
+    }
 }

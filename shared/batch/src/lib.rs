@@ -15,7 +15,8 @@ pub mod watch;
 
 use std::time::Instant;
 
-use maas_engine::{EngineError, LoadedModel};
+use maas_engine::EngineError;
+use maas_models::ModelsError;
 use maas_registry::{Registry, RegistryError};
 use maas_store::{PutCondition, SharedStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -49,9 +50,12 @@ pub enum BatchError {
     /// An output could not be written.
     #[error("writing the output failed: {0}")]
     Output(String),
-    /// The model could not be resolved or loaded, or failed.
+    /// The model failed on the input.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The model could not be resolved or loaded.
+    #[error(transparent)]
+    Load(#[from] ModelsError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -154,7 +158,7 @@ impl BatchScorer {
             info!(model = %target.model, version = %version, "already scored; nothing to do");
             return Ok(ScoreOutcome::AlreadyScored(existing));
         }
-        let model = LoadedModel::load_version(&self.registry, &target.model, version).await?;
+        let model = maas_models::load_version(&self.registry, &target.model, version).await?;
         let started_at = OffsetDateTime::now_utc();
         let started = Instant::now();
 

@@ -15,10 +15,20 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelFormat {
-    /// An ONNX graph, served by tract.
+    /// An ONNX graph, served by tract (with the tree engine for `ai.onnx.ml` tree ensembles).
     Onnx,
     /// safetensors weights plus an `architecture`, served by candle.
     Safetensors,
+    /// An XGBoost booster saved as JSON (`save_model("model.json")`), served by the tree engine.
+    #[serde(rename = "xgboost-json")]
+    XgboostJson,
+    /// An XGBoost booster saved as UBJSON (`save_model("model.ubj")`), served by the tree engine.
+    #[serde(rename = "xgboost-ubj")]
+    XgboostUbj,
+    /// A LightGBM booster saved as text (`booster.save_model("model.txt")`), served by the tree
+    /// engine.
+    #[serde(rename = "lightgbm-text")]
+    LightgbmText,
 }
 
 impl ModelFormat {
@@ -27,6 +37,9 @@ impl ModelFormat {
         match self {
             ModelFormat::Onnx => "model.onnx",
             ModelFormat::Safetensors => "model.safetensors",
+            ModelFormat::XgboostJson => "model.json",
+            ModelFormat::XgboostUbj => "model.ubj",
+            ModelFormat::LightgbmText => "model.txt",
         }
     }
 
@@ -35,7 +48,28 @@ impl ModelFormat {
         match self {
             ModelFormat::Onnx => "onnx",
             ModelFormat::Safetensors => "safetensors",
+            ModelFormat::XgboostJson | ModelFormat::XgboostUbj => "xgboost",
+            ModelFormat::LightgbmText => "lightgbm",
         }
+    }
+
+    /// The name manifests use (`onnx`, `xgboost-json`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelFormat::Onnx => "onnx",
+            ModelFormat::Safetensors => "safetensors",
+            ModelFormat::XgboostJson => "xgboost-json",
+            ModelFormat::XgboostUbj => "xgboost-ubj",
+            ModelFormat::LightgbmText => "lightgbm-text",
+        }
+    }
+
+    /// A tree ensemble read from a booster's own file.
+    pub fn is_native_trees(self) -> bool {
+        matches!(
+            self,
+            ModelFormat::XgboostJson | ModelFormat::XgboostUbj | ModelFormat::LightgbmText
+        )
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::arch::x86_64::*;
 
-use super::Activation;
-use super::{PANEL, Tile};
+use crate::kernel::Tile;
+use crate::{Activation, PANEL};
 
 /// `R` rows × 32 columns: 2·R ZMM accumulators, one broadcast per row and input. A last
 /// panel of 16 columns or fewer computes only the first 16.

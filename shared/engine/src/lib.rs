@@ -1,7 +1,10 @@
-//! Prediction engines behind one interface, [`LoadedModel`]: ONNX through tract and safetensors
-//! MLPs through candle. Also the push pipeline ([`push()`]) that refuses files which can't be
-//! served — pickles, unknown operators, truncated files, weights that don't chain — before the
-//! registry is touched.
+//! Prediction engines behind one interface, [`LoadedModel`]: ONNX through tract, safetensors
+//! MLPs through candle, and XGBoost / LightGBM boosters through `maas-trees`. Also [`inspect()`], the check every pushed file passes: it refuses files
+//! which can't be served — pickles, unknown operators, truncated files, weights that don't chain
+//! — and builds the engine once to prove the rest serves.
+//!
+//! This crate computes and never touches storage: `maas-models` pushes checked files to the
+//! registry and loads versions from it, so the engine can be embedded without a store.
 //!
 //! Chains of dense layers, in either format, run on this crate's own kernels over weights packed
 //! once at load (module `dense`) where the CPU has AVX-512 or AVX2; the engines serve everything else.
@@ -11,32 +14,33 @@
 //! scoring.
 
 mod dense;
+mod inspect;
 mod mlp;
 mod onnx;
 mod onnx_scan;
 mod predictor;
-pub mod push;
 mod tensor;
 pub mod threads;
+mod trees;
 
+pub use inspect::{CODE_VERSION, InspectedModel, detect_format, inspect};
 pub use predictor::{LoadTimings, LoadedModel};
-pub use push::{InspectedModel, PushOutcome, PushRequest, detect_format, inspect, push};
 pub use tensor::{Tensor, TensorData};
-
-use maas_registry::RegistryError;
 
 /// Everything that can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// A Python pickle (or a zip holding one). Never unpickled: loading a pickle runs code.
     #[error(
-        "{file} is {what}; maas never loads pickles because unpickling runs arbitrary code. Export safetensors or ONNX instead: `safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")` or `torch.onnx.export(model, example_input, \"model.onnx\", dynamic_axes={{\"input\": {{0: \"batch\"}}}})`, then push that file"
+        "{file} is {what}; maas never loads pickles because unpickling runs arbitrary code. {advice}"
     )]
     PickleRefused {
         /// The file's name.
         file: String,
         /// What it was recognised as.
         what: String,
+        /// How to export the model in a format maas serves.
+        advice: String,
     },
     /// Neither ONNX nor safetensors.
     #[error(
@@ -97,9 +101,6 @@ pub enum EngineError {
         /// The engine's description.
         message: String,
     },
-    /// The registry failed (missing version, corrupted artifact, storage).
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
 }
 
 impl EngineError {

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use maas_core::{Manifest, ModelFormat, Postprocess, Preprocess, TensorSpec};
-use maas_core::{ModelName, Version};
-use maas_registry::{Registry, VersionSelector};
-use tracing::{info, instrument};
 
 use crate::EngineError;
 use crate::mlp::MlpPredictor;
 use crate::onnx::OnnxPredictor;
 use crate::tensor::{Tensor, TensorData};
+use crate::trees::TreePredictor;
 
 /// What every engine implements. Inputs arrive validated, ordered and cast to the declared types.
 pub(crate) trait Predictor: Send + Sync + std::fmt::Debug {
@@ -65,6 +63,9 @@ impl LoadedModel {
                     manifest.outputs.clone(),
                 )?)
             }
+            format @ (ModelFormat::XgboostJson
+            | ModelFormat::XgboostUbj
+            | ModelFormat::LightgbmText) => Arc::new(TreePredictor::load(format, artifact)?),
         };
         check_preprocess(&manifest)?;
         Ok(Self {
@@ -78,58 +79,11 @@ impl LoadedModel {
         })
     }
 
-    /// Resolves `selector`, then loads that version (see [`LoadedModel::load_version`]).
-    pub async fn load(
-        registry: &Registry,
-        model: &ModelName,
-        selector: &VersionSelector,
-    ) -> Result<Self, EngineError> {
-        let version = match selector {
-            VersionSelector::Version(v) => *v,
-            other => registry.resolve(model, other).await?,
-        };
-        Self::load_version(registry, model, version).await
-    }
-
-    /// Fetches one version's manifest and primary artifact and builds its engine on a blocking
-    /// thread while another checks the artifact's SHA-256: the model is returned only if the
-    /// check passes, and a corrupted artifact is reported as such even when it also fails to
-    /// parse.
-    #[instrument(skip_all, fields(model = %model, version = %version))]
-    pub async fn load_version(
-        registry: &Registry,
-        model: &ModelName,
-        version: Version,
-    ) -> Result<Self, EngineError> {
-        let started = Instant::now();
-        let manifest = registry.manifest(model, version).await?;
-        let name = manifest.format.artifact_name();
-        let artifact = registry.artifact_unchecked(&manifest, name).await?;
-        let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
-        let check = {
-            let (manifest, artifact) = (manifest.clone(), artifact.clone());
-            tokio::task::spawn_blocking(move || {
-                Registry::check_artifact(&manifest, name, &artifact)
-            })
-        };
-        let build =
-            tokio::task::spawn_blocking(move || LoadedModel::from_artifact(manifest, &artifact));
-        let unfinished = |e: tokio::task::JoinError| EngineError::Inference {
-            message: format!("model load did not finish: {e}"),
-        };
-        let (checked, built) = tokio::join!(check, build);
-        checked.map_err(unfinished)??;
-        let mut loaded = built.map_err(unfinished)??;
-        loaded.timings.fetch_ms = fetch_ms;
-        info!(
-            model = %model,
-            version = %version,
-            fetch_ms = loaded.timings.fetch_ms,
-            build_ms = loaded.timings.build_ms,
-            bytes = loaded.artifact_bytes,
-            "model loaded"
-        );
-        Ok(loaded)
+    /// The same model with `fetch_ms` recorded as the time its artifact took to read (the
+    /// caller that fetched it knows; [`LoadedModel::from_artifact`] measures only the build).
+    pub fn with_fetch_ms(mut self, fetch_ms: f64) -> Self {
+        self.timings.fetch_ms = fetch_ms;
+        self
     }
 
     /// The version's manifest.

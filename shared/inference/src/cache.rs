@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use maas_core::{ModelName, Version};
-use maas_engine::{EngineError, LoadedModel};
+use maas_engine::LoadedModel;
+use maas_models::ModelsError;
 use maas_registry::{Registry, VersionSelector};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use tracing::{info, warn};
 
-type LoadResult = Result<Arc<LoadedModel>, Arc<EngineError>>;
+type LoadResult = Result<Arc<LoadedModel>, Arc<ModelsError>>;
 type Key = (ModelName, Version);
 
 /// Cache settings.
@@ -54,7 +55,7 @@ pub struct ModelCache {
     config: CacheConfig,
     loaded: Cache<Key, Arc<LoadedModel>>,
     resolved: Cache<(ModelName, String), Version>,
-    failed: Cache<Key, Arc<EngineError>>,
+    failed: Cache<Key, Arc<ModelsError>>,
     loads: Arc<AtomicU64>,
 }
 
@@ -115,7 +116,7 @@ impl ModelCache {
         &self,
         model: &ModelName,
         selector: &VersionSelector,
-    ) -> Result<Version, EngineError> {
+    ) -> Result<Version, ModelsError> {
         let key = match selector {
             VersionSelector::Version(v) => return Ok(*v),
             VersionSelector::Alias(alias) => format!("alias:{alias}"),
@@ -146,7 +147,7 @@ impl ModelCache {
             .loaded
             .try_get_with(key.clone(), async move {
                 loads.fetch_add(1, Ordering::Relaxed);
-                LoadedModel::load_version(&registry, &m, v)
+                maas_models::load_version(&registry, &m, v)
                     .await
                     .map(Arc::new)
             })

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maas_core::{ModelName, Version};
 use maas_engine::EngineError;
+use maas_models::ModelsError;
 use maas_registry::RegistryError;
 use tracing::error;
 
@@ -52,28 +53,50 @@ impl InferenceError {
     }
 
     /// Maps a failure to resolve or load `model` (at `version`, when known).
+    pub fn from_load(model: &ModelName, version: Option<Version>, err: &ModelsError) -> Self {
+        match err {
+            ModelsError::Engine(e) => Self::from_engine(model, version, e),
+            ModelsError::Registry(e) => Self::from_registry(model, version, e),
+            ModelsError::Interrupted { .. } => {
+                error!(model = %model, error = %err, "model load interrupted");
+                InferenceError::Unavailable(format!(
+                    "{} could not be loaded just now; retry shortly",
+                    which(model, version)
+                ))
+            }
+        }
+    }
+
+    /// Maps a registry failure while resolving or reading `model`.
+    pub fn from_registry(model: &ModelName, version: Option<Version>, err: &RegistryError) -> Self {
+        match err {
+            RegistryError::ModelNotFound { .. }
+            | RegistryError::VersionNotFound { .. }
+            | RegistryError::AliasNotFound { .. } => InferenceError::NotFound(err.to_string()),
+            RegistryError::Invalid(e) => InferenceError::BadRequest(e.to_string()),
+            RegistryError::Store(e) => {
+                error!(model = %model, error = %e, "storage failed");
+                InferenceError::Unavailable(format!(
+                    "{} can't be read from storage right now; retry shortly",
+                    which(model, version)
+                ))
+            }
+            other => {
+                error!(model = %model, error = %other, "model can't be loaded");
+                InferenceError::Unavailable(format!(
+                    "{} can't be loaded (its artifact is corrupted or unsupported; the reason is in the service logs); serve another version or push a fixed one",
+                    which(model, version)
+                ))
+            }
+        }
+    }
+
+    /// Maps an engine failure of `model` (building it, or predicting).
     pub fn from_engine(model: &ModelName, version: Option<Version>, err: &EngineError) -> Self {
-        let which = match version {
-            Some(v) => format!("model \"{model}\" version {v}"),
-            None => format!("model \"{model}\""),
-        };
+        let which = which(model, version);
         match err {
             EngineError::InvalidInput { .. } | EngineError::NonFiniteInput { .. } => {
                 InferenceError::BadRequest(err.to_string())
-            }
-            EngineError::Registry(
-                RegistryError::ModelNotFound { .. }
-                | RegistryError::VersionNotFound { .. }
-                | RegistryError::AliasNotFound { .. },
-            ) => InferenceError::NotFound(err.to_string()),
-            EngineError::Registry(RegistryError::Invalid(e)) => {
-                InferenceError::BadRequest(e.to_string())
-            }
-            EngineError::Registry(RegistryError::Store(e)) => {
-                error!(model = %model, error = %e, "storage failed");
-                InferenceError::Unavailable(format!(
-                    "{which} can't be read from storage right now; retry shortly"
-                ))
             }
             EngineError::Inference { .. } => {
                 error!(model = %model, error = %err, "inference failed");
@@ -88,6 +111,14 @@ impl InferenceError {
                 ))
             }
         }
+    }
+}
+
+/// "model \"x\"" or "model \"x\" version n", for messages.
+fn which(model: &ModelName, version: Option<Version>) -> String {
+    match version {
+        Some(v) => format!("model \"{model}\" version {v}"),
+        None => format!("model \"{model}\""),
     }
 }
 

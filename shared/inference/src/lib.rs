@@ -42,7 +42,8 @@ pub async fn preload(state: &AppState, specs: &[PreloadSpec]) {
         let loaded = async {
             let version = state.cache.resolve(&spec.model, &spec.selector).await?;
             state.cache.get(&spec.model, version).await.map_err(|e| {
-                maas_engine::EngineError::Inference {
+                maas_models::ModelsError::Interrupted {
+                    what: "the preload",
                     message: e.to_string(),
                 }
             })

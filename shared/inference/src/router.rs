@@ -201,12 +201,12 @@ pub(crate) async fn load(
         .cache
         .resolve(model, selector)
         .await
-        .map_err(|e| InferenceError::from_engine(model, None, &e))?;
+        .map_err(|e| InferenceError::from_load(model, None, &e))?;
     state
         .cache
         .get(model, version)
         .await
-        .map_err(|e| InferenceError::from_engine(model, Some(version), &e))
+        .map_err(|e| InferenceError::from_load(model, Some(version), &e))
 }
 
 async fn list_models(
@@ -241,16 +241,16 @@ async fn metadata(
         .cache
         .resolve(&model, &selector)
         .await
-        .map_err(|e| InferenceError::from_engine(&model, None, &e))?;
+        .map_err(|e| InferenceError::from_load(&model, None, &e))?;
     let registry = state.cache.registry();
     let manifest = registry
         .manifest(&model, version)
         .await
-        .map_err(|e| InferenceError::from_engine(&model, Some(version), &e.into()))?;
+        .map_err(|e| InferenceError::from_registry(&model, Some(version), &e))?;
     let versions = registry
         .complete_versions(&model)
         .await
-        .map_err(|e| InferenceError::from_engine(&model, None, &e.into()))?;
+        .map_err(|e| InferenceError::from_registry(&model, None, &e))?;
     Ok(axum::Json(json!({
         "name": model,
         "versions": versions.iter().map(ToString::to_string).collect::<Vec<_>>(),

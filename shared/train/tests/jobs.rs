@@ -101,7 +101,7 @@ async fn the_seed_workload_trains_a_version_that_beats_the_mean_and_is_served() 
     // weights give the same predictions.
     let registry = Registry::new(store.clone());
     let model = ModelName::new("seed-trained").expect("name");
-    let served = LoadedModel::load(&registry, &model, &VersionSelector::Default)
+    let served = maas_models::load(&registry, &model, &VersionSelector::Default)
         .await
         .expect("loads");
     let rows: Vec<f32> = (0..3000)
@@ -194,7 +194,7 @@ async fn binary_and_multiclass_jobs_learn_and_serve_labels() {
             labels: Some(vec!["blue".into(), "green".into(), "red".into()])
         }
     );
-    let loaded = LoadedModel::load(
+    let loaded = maas_models::load(
         &Registry::new(store.clone()),
         &ModelName::new("colours").expect("name"),
         &VersionSelector::Default,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use maas_core::{ManifestTemplate, ModelName};
-use maas_engine::{PushRequest, push};
+use maas_models::{PushRequest, push};
 use maas_registry::Registry;
 use maas_tests::fixtures::{assert_matches_reference, seed_file, seed_reference};
 use maas_tests::http::Client;

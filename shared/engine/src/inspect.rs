@@ -1,17 +1,13 @@
-//! Pushing a model file: recognise its format, refuse what can't be served safely (pickles,
-//! unknown operators, truncated files, weights that don't chain), build the engine once to prove
-//! it serves, then write the version. Nothing is written until every check has passed, so a
-//! refused push leaves the registry exactly as it was.
+//! Inspecting a model file before it becomes a version: recognise its format, refuse what can't
+//! be served safely (pickles, unknown operators, truncated files, weights that don't chain,
+//! manifest overrides the model contradicts) and build the engine once to prove it serves. Pure
+//! compute: nothing here reads or writes storage (`maas-models` writes the version).
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use maas_core::{
-    AliasName, Architecture, Lineage, Manifest, ManifestTemplate, ModelFormat, ModelName,
-    TensorSpec, Version,
+    Architecture, Lineage, Manifest, ManifestTemplate, ModelFormat, ModelName, TensorSpec, Version,
 };
-use maas_registry::{AliasMove, Registry, RegistryError, VersionDraft};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::EngineError;
@@ -19,14 +15,32 @@ use crate::mlp::{MlpPredictor, infer_architecture};
 use crate::onnx::OnnxPredictor;
 use crate::predictor::{LoadedModel, Predictor};
 use crate::tensor::{Tensor, TensorData};
+use crate::trees::TreePredictor;
 
 /// The version of this crate, recorded as the code version in lineage.
 pub const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const PICKLE_EXTENSIONS: [&str; 6] = ["pt", "pth", "pkl", "pickle", "ckpt", "joblib"];
 
-fn refuse_pickle(file_name: &str, what: &str) -> EngineError {
+/// How PyTorch users export what maas serves.
+const TORCH_ADVICE: &str = "Export safetensors or ONNX instead: `safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")` or `torch.onnx.export(model, example_input, \"model.onnx\", dynamic_axes={\"input\": {0: \"batch\"}})`, then push that file";
+
+/// How scikit-learn, XGBoost and LightGBM users export what maas serves.
+const TABULAR_ADVICE: &str = "Export ONNX instead: `from skl2onnx import to_onnx; open(\"model.onnx\", \"wb\").write(to_onnx(model, X[:1].astype(\"float32\")).SerializeToString())` for a scikit-learn model or pipeline; an XGBoost or LightGBM model can be pushed as its own file: `model.save_model(\"model.json\")` (XGBoost) or `model.booster_.save_model(\"model.txt\")` (LightGBM); then push that file";
+
+fn refuse_pickle(file_name: &str, what: &str, bytes: &[u8]) -> EngineError {
+    let head = &bytes[..bytes.len().min(1 << 16)];
+    let tabular = file_name.to_ascii_lowercase().ends_with(".joblib")
+        || [&b"sklearn"[..], b"xgboost", b"lightgbm"]
+            .iter()
+            .any(|module| head.windows(module.len()).any(|w| w == *module));
     EngineError::PickleRefused {
+        advice: if tabular {
+            TABULAR_ADVICE
+        } else {
+            TORCH_ADVICE
+        }
+        .to_string(),
         file: file_name.to_string(),
         what: what.to_string(),
     }
@@ -41,7 +55,7 @@ pub fn detect_format(file_name: &str, bytes: &[u8]) -> Result<ModelFormat, Engin
         .unwrap_or_default();
     // Content first: a pickle renamed to .onnx is still a pickle.
     if bytes.len() >= 2 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) {
-        return Err(refuse_pickle(file_name, "a Python pickle"));
+        return Err(refuse_pickle(file_name, "a Python pickle", bytes));
     }
     if bytes.starts_with(b"PK\x03\x04") {
         let head = &bytes[..bytes.len().min(1 << 16)];
@@ -53,12 +67,14 @@ pub fn detect_format(file_name: &str, bytes: &[u8]) -> Result<ModelFormat, Engin
             } else {
                 "a zip archive (PyTorch checkpoints are zipped pickles)"
             },
+            bytes,
         ));
     }
     if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
         return Err(refuse_pickle(
             file_name,
             "a pickle-based checkpoint, by its extension",
+            bytes,
         ));
     }
     if bytes.is_empty() {
@@ -69,10 +85,20 @@ pub fn detect_format(file_name: &str, bytes: &[u8]) -> Result<ModelFormat, Engin
     match ext.as_str() {
         "onnx" => return Ok(ModelFormat::Onnx),
         "safetensors" => return Ok(ModelFormat::Safetensors),
+        "ubj" => return Ok(ModelFormat::XgboostUbj),
         _ => {}
     }
     if looks_like_safetensors(bytes) {
         return Ok(ModelFormat::Safetensors);
+    }
+    if maas_trees::xgboost::looks_like_json(bytes) {
+        return Ok(ModelFormat::XgboostJson);
+    }
+    if maas_trees::lightgbm::looks_like_text(bytes) {
+        return Ok(ModelFormat::LightgbmText);
+    }
+    if maas_trees::xgboost::looks_like_ubjson(bytes) {
+        return Ok(ModelFormat::XgboostUbj);
     }
     // ONNX has no magic number: a protobuf that parses as a model with a graph is ONNX.
     if OnnxPredictor::load(bytes).is_ok() {
@@ -104,6 +130,8 @@ pub struct InspectedModel {
     pub outputs: Vec<TensorSpec>,
     /// The MLP description for safetensors (given or inferred).
     pub architecture: Option<Architecture>,
+    /// Feature names the file itself carries (XGBoost and LightGBM boosters).
+    pub features: Option<Vec<String>>,
 }
 
 /// Checks a model file: detects the format, parses it, builds the engine once and runs one
@@ -114,6 +142,7 @@ pub fn inspect(
     template: &ManifestTemplate,
 ) -> Result<InspectedModel, EngineError> {
     let format = detect_format(file_name, bytes)?;
+    let mut features = None;
     let (architecture, inputs, outputs) = match format {
         ModelFormat::Onnx => {
             // tract parses the whole file, whatever serves it later: the dense path reads only
@@ -134,6 +163,18 @@ pub fn inspect(
             let (inputs, outputs) = MlpPredictor::specs(&arch);
             (Some(arch), inputs, outputs)
         }
+        ModelFormat::XgboostJson | ModelFormat::XgboostUbj | ModelFormat::LightgbmText => {
+            let predictor = TreePredictor::load(format, bytes)?;
+            let names = predictor.feature_names();
+            if !names.is_empty() {
+                features = Some(names.to_vec());
+            }
+            (
+                None,
+                predictor.inputs().to_vec(),
+                predictor.outputs().to_vec(),
+            )
+        }
     };
     let inputs = match &template.inputs {
         Some(given) => check_override("inputs", given, &inputs)?,
@@ -148,6 +189,7 @@ pub fn inspect(
         inputs,
         outputs,
         architecture,
+        features,
     };
     smoke_test(&inspected, bytes, template)?;
     Ok(inspected)
@@ -290,100 +332,4 @@ fn smoke_test(
             message: format!("a test prediction on one row of zeros failed: {e}"),
         })?;
     Ok(())
-}
-
-/// What `maas push` asks for.
-#[derive(Debug, Clone)]
-pub struct PushRequest {
-    /// Target model.
-    pub model: ModelName,
-    /// The file's name as given (for format detection and lineage; directories are dropped).
-    pub file_name: String,
-    /// The file's bytes.
-    pub bytes: Bytes,
-    /// User-supplied manifest parts.
-    pub template: ManifestTemplate,
-    /// Who is pushing.
-    pub actor: String,
-    /// Alias to point at the new version, if any.
-    pub alias: Option<AliasName>,
-    /// Why (recorded with the alias move).
-    pub reason: Option<String>,
-}
-
-/// What a push produced.
-#[derive(Debug, Clone)]
-pub struct PushOutcome {
-    /// The new version's manifest.
-    pub manifest: Manifest,
-    /// The alias move, if one was asked for.
-    pub alias: Option<AliasMove>,
-}
-
-/// Checks a model file and writes it as the model's next version.
-pub async fn push(registry: &Registry, request: PushRequest) -> Result<PushOutcome, EngineError> {
-    let file_name = std::path::Path::new(&request.file_name)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("model")
-        .to_string();
-    let bytes = request.bytes.clone();
-    let template = request.template.clone();
-    let name_for_check = file_name.clone();
-    // Parsing and optimising is CPU work: keep it off the async workers.
-    let inspected =
-        tokio::task::spawn_blocking(move || inspect(&name_for_check, &bytes, &template))
-            .await
-            .map_err(|e| EngineError::Inference {
-                message: format!("model check did not finish: {e}"),
-            })??;
-    let parent_version = match registry.latest(&request.model).await {
-        Ok(v) => Some(v),
-        Err(RegistryError::ModelNotFound { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let sha256 = hex::encode(Sha256::digest(&request.bytes));
-    let template = request.template;
-    let draft = VersionDraft {
-        format: inspected.format,
-        created_by: request.actor.clone(),
-        inputs: inspected.inputs,
-        outputs: inspected.outputs,
-        features: template.features,
-        architecture: inspected.architecture,
-        preprocess: template.preprocess.unwrap_or_default(),
-        postprocess: template.postprocess.unwrap_or_default(),
-        allow_non_finite: template.allow_non_finite.unwrap_or(false),
-        card: template.card.unwrap_or_default(),
-        lineage: Lineage::Pushed {
-            file_name,
-            sha256,
-            parent_version,
-            code_version: CODE_VERSION.into(),
-        },
-        metrics: template.metrics.unwrap_or_default(),
-    };
-    let artifacts = BTreeMap::from([(inspected.format.artifact_name().to_string(), request.bytes)]);
-    let manifest = registry
-        .create_version(&request.model, draft, artifacts)
-        .await?;
-    let alias = match &request.alias {
-        Some(alias) => Some(
-            registry
-                .set_alias(
-                    &request.model,
-                    alias,
-                    manifest.version,
-                    &request.actor,
-                    request
-                        .reason
-                        .clone()
-                        .or_else(|| Some(format!("pushed as version {}", manifest.version))),
-                    serde_json::Value::Null,
-                )
-                .await?,
-        ),
-        None => None,
-    };
-    Ok(PushOutcome { manifest, alias })
 }

@@ -1,0 +1,195 @@
+//! [`TreeModel`]: an ensemble with what makes its scores answers — the transform, the task
+//! (regression or classification with its class labels) and the feature names.
+
+use crate::{Ensemble, PostTransform, TreesError};
+
+/// Class labels, as the model file names them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassLabels {
+    /// Integer labels (XGBoost and LightGBM: `0..classes`).
+    Int(Vec<i64>),
+    /// String labels (scikit-learn models trained on strings).
+    Str(Vec<String>),
+}
+
+impl ClassLabels {
+    /// How many classes.
+    pub fn len(&self) -> usize {
+        match self {
+            ClassLabels::Int(v) => v.len(),
+            ClassLabels::Str(v) => v.len(),
+        }
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The label of class `index`, as text.
+    pub fn name(&self, index: usize) -> String {
+        match self {
+            ClassLabels::Int(v) => v.get(index).map(ToString::to_string).unwrap_or_default(),
+            ClassLabels::Str(v) => v.get(index).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// What the model's scores mean.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// Each row gets `n_targets` values.
+    Regression,
+    /// Each row gets a probability per class and the label of the most likely.
+    Classification {
+        /// One label per class.
+        labels: ClassLabels,
+        /// A two-class model that scores only the positive class: its one score is the
+        /// positive class's probability, the negative's is `1 − p`.
+        positive_only: bool,
+    },
+}
+
+/// A tree model ready to answer.
+#[derive(Debug, Clone)]
+pub struct TreeModel {
+    ensemble: Ensemble,
+    transform: PostTransform,
+    task: Task,
+    feature_names: Vec<String>,
+}
+
+/// One call's answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Row-major values: `rows × width` (targets for regression, class probabilities for
+    /// classification).
+    pub values: Vec<f32>,
+    /// Values per row.
+    pub width: usize,
+    /// Classification: the index of each row's class (into the labels).
+    pub classes: Option<Vec<usize>>,
+}
+
+impl TreeModel {
+    /// Joins an ensemble to its meaning; checks that they fit.
+    pub fn new(
+        ensemble: Ensemble,
+        transform: PostTransform,
+        task: Task,
+        feature_names: Vec<String>,
+    ) -> Result<Self, TreesError> {
+        if let Task::Classification {
+            labels,
+            positive_only,
+        } = &task
+        {
+            let scored = if *positive_only {
+                2
+            } else {
+                ensemble.n_targets()
+            };
+            if (*positive_only && ensemble.n_targets() != 1) || labels.len() != scored {
+                return Err(TreesError::invalid(format!(
+                    "{} class labels for an ensemble of {} scores",
+                    labels.len(),
+                    ensemble.n_targets()
+                )));
+            }
+        }
+        if !feature_names.is_empty() && feature_names.len() != ensemble.n_features() {
+            return Err(TreesError::invalid(format!(
+                "{} feature names for {} features",
+                feature_names.len(),
+                ensemble.n_features()
+            )));
+        }
+        Ok(Self {
+            ensemble,
+            transform,
+            task,
+            feature_names,
+        })
+    }
+
+    /// The laid-out trees.
+    pub fn ensemble(&self) -> &Ensemble {
+        &self.ensemble
+    }
+
+    /// What the scores mean.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// The transform applied to the scores.
+    pub fn transform(&self) -> PostTransform {
+        self.transform
+    }
+
+    /// Feature names from the file (empty when it has none).
+    pub fn feature_names(&self) -> &[String] {
+        &self.feature_names
+    }
+
+    /// Features per row.
+    pub fn n_features(&self) -> usize {
+        self.ensemble.n_features()
+    }
+
+    /// Values per row of [`Prediction::values`].
+    pub fn width(&self) -> usize {
+        match &self.task {
+            Task::Regression => self.ensemble.n_targets(),
+            Task::Classification { labels, .. } => labels.len(),
+        }
+    }
+
+    /// Answers `rows` rows (row-major, NaN for missing).
+    pub fn predict(&self, input: &[f32], rows: usize) -> Result<Prediction, TreesError> {
+        let scores = self.ensemble.predict(input, rows, self.transform)?;
+        match &self.task {
+            Task::Regression => Ok(Prediction {
+                values: scores.iter().map(|&s| s as f32).collect(),
+                width: self.ensemble.n_targets(),
+                classes: None,
+            }),
+            Task::Classification {
+                positive_only: true,
+                ..
+            } => {
+                let mut values = Vec::with_capacity(rows * 2);
+                let mut classes = Vec::with_capacity(rows);
+                for &p in &scores {
+                    values.extend([(1.0 - p) as f32, p as f32]);
+                    classes.push(usize::from(p > 0.5));
+                }
+                Ok(Prediction {
+                    values,
+                    width: 2,
+                    classes: Some(classes),
+                })
+            }
+            Task::Classification { labels, .. } => {
+                let width = labels.len();
+                let classes = scores.chunks(width.max(1)).map(argmax).collect();
+                Ok(Prediction {
+                    values: scores.iter().map(|&s| s as f32).collect(),
+                    width,
+                    classes: Some(classes),
+                })
+            }
+        }
+    }
+}
+
+/// The index of the largest value (the first of equals; NaN never wins).
+fn argmax(row: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] || row[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
