@@ -84,7 +84,9 @@ pub(crate) fn run_parts(parts: usize, threads: usize, work: &(dyn Fn(usize) + Sy
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
-        (0..parts).for_each(work);
+        // Another call holds the team: every part runs here, and as on the team, a part that
+        // panics doesn't stop the others from running first.
+        run_all_then_panic(parts, work);
         return;
     }
     let helpers = (parts - 1).min(team.workers.len()).min(threads - 1);
@@ -111,6 +113,19 @@ pub(crate) fn run_parts(parts: usize, threads: usize, work: &(dyn Fn(usize) + Sy
     drop(held);
     if panicked {
         panic!("a part of a dense-kernel call panicked on a worker thread");
+    }
+}
+
+/// Runs every part on this thread, then re-raises the first panic, if any.
+fn run_all_then_panic(parts: usize, work: &(dyn Fn(usize) + Sync)) {
+    let mut first_panic = None;
+    for part in 0..parts {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(part))) {
+            first_panic.get_or_insert(panic);
+        }
+    }
+    if let Some(panic) = first_panic {
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -306,5 +321,26 @@ mod tests {
         assert!(outcome.is_err());
         assert_eq!(done.load(Ordering::SeqCst), 1);
         assert_eq!(count_parts(2, 2), [1, 1]);
+    }
+
+    /// A call made while the team is busy (here: from inside a part) runs its parts on the
+    /// calling thread, and still runs them all before a panic propagates.
+    #[test]
+    fn a_call_made_while_the_team_is_busy_runs_every_part_before_a_panic() {
+        let done = AtomicUsize::new(0);
+        run_parts(2, 2, &|outer| {
+            if outer == 0 {
+                let inner = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    run_parts(2, 2, &|part| {
+                        if part == 0 {
+                            panic!("inner part 0 fails");
+                        }
+                        done.fetch_add(1, Ordering::SeqCst);
+                    })
+                }));
+                assert!(inner.is_err());
+            }
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 1);
     }
 }
