@@ -4,6 +4,7 @@
 mod boosters;
 mod engines;
 mod faults;
+mod onnx_ml;
 mod push_refusals;
 mod registry_concurrency;
 mod store_conformance;

@@ -305,6 +305,8 @@ fn flatten(v: &serde_json::Value) -> Vec<f64> {
     match v {
         serde_json::Value::Array(items) => items.iter().flat_map(flatten).collect(),
         serde_json::Value::Null => vec![f64::NAN],
+        serde_json::Value::String(s) if s == "inf" => vec![f64::INFINITY],
+        serde_json::Value::String(s) if s == "-inf" => vec![f64::NEG_INFINITY],
         other => vec![other.as_f64().unwrap_or(f64::NAN)],
     }
 }

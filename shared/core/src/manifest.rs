@@ -63,14 +63,6 @@ impl ModelFormat {
             ModelFormat::LightgbmText => "lightgbm-text",
         }
     }
-
-    /// A tree ensemble read from a booster's own file.
-    pub fn is_native_trees(self) -> bool {
-        matches!(
-            self,
-            ModelFormat::XgboostJson | ModelFormat::XgboostUbj | ModelFormat::LightgbmText
-        )
-    }
 }
 
 impl std::fmt::Display for ModelFormat {

@@ -132,6 +132,9 @@ pub struct InspectedModel {
     pub architecture: Option<Architecture>,
     /// Feature names the file itself carries (XGBoost and LightGBM boosters).
     pub features: Option<Vec<String>>,
+    /// The model takes NaN as a missing value (tree ensembles, imputers): the manifest lets
+    /// non-finite inputs through unless it says otherwise.
+    pub takes_missing_values: bool,
 }
 
 /// Checks a model file: detects the format, parses it, builds the engine once and runs one
@@ -143,12 +146,14 @@ pub fn inspect(
 ) -> Result<InspectedModel, EngineError> {
     let format = detect_format(file_name, bytes)?;
     let mut features = None;
+    let mut takes_missing_values = false;
     let (architecture, inputs, outputs) = match format {
         ModelFormat::Onnx => {
             // tract parses the whole file, whatever serves it later: the dense path reads only
             // the graph, and a file only it could read would fail to load where there are no
             // dense kernels (Graviton).
             let predictor = OnnxPredictor::load_with(bytes, false)?;
+            takes_missing_values = predictor.takes_missing_values();
             (
                 None,
                 predictor.inputs().to_vec(),
@@ -165,6 +170,7 @@ pub fn inspect(
         }
         ModelFormat::XgboostJson | ModelFormat::XgboostUbj | ModelFormat::LightgbmText => {
             let predictor = TreePredictor::load(format, bytes)?;
+            takes_missing_values = true;
             let names = predictor.feature_names();
             if !names.is_empty() {
                 features = Some(names.to_vec());
@@ -190,6 +196,7 @@ pub fn inspect(
         outputs,
         architecture,
         features,
+        takes_missing_values,
     };
     smoke_test(&inspected, bytes, template)?;
     Ok(inspected)

@@ -17,6 +17,7 @@ mod dense;
 mod inspect;
 mod mlp;
 mod onnx;
+mod onnx_ml;
 mod onnx_scan;
 mod predictor;
 mod tensor;

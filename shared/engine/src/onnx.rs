@@ -31,6 +31,8 @@ pub(crate) struct OnnxPredictor {
     execution: Execution,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
+    /// The graph takes NaN as a missing value (it has tree ensembles or an imputer).
+    takes_missing_values: bool,
 }
 
 impl std::fmt::Debug for OnnxPredictor {
@@ -75,6 +77,8 @@ fn datatype_of(dt: DatumType) -> Option<DataType> {
         DatumType::I16 => DataType::Int16,
         DatumType::I32 => DataType::Int32,
         DatumType::I64 => DataType::Int64,
+        // tract types some int64 results (e.g. a Cast of class labels) as symbolic dims.
+        DatumType::TDim => DataType::Int64,
         DatumType::F16 => DataType::Fp16,
         DatumType::F32 => DataType::Fp32,
         DatumType::F64 => DataType::Fp64,
@@ -131,8 +135,8 @@ impl OnnxPredictor {
         if allow_dense && let Some(dense) = scan::read_graph(bytes).and_then(|g| dense_chain(&g)) {
             return Ok(dense);
         }
-        let onnx = tract_onnx::onnx();
-        let proto = onnx
+        let onnx = crate::onnx_ml::onnx();
+        let mut proto = onnx
             .proto_model_for_read(&mut &bytes[..])
             .map_err(|e| EngineError::CorruptFile {
                 message: format!(
@@ -151,6 +155,12 @@ impl OnnxPredictor {
                     .into(),
             });
         }
+        crate::onnx_ml::serve_zipmap_inputs(&mut proto);
+        let Some(graph) = proto.graph.as_ref() else {
+            return Err(EngineError::CorruptFile {
+                message: "the ONNX file holds no graph".into(),
+            });
+        };
         let mut ops = BTreeSet::new();
         collect_op_types(graph, &mut ops);
         let unsupported: Vec<String> = ops
@@ -167,6 +177,13 @@ impl OnnxPredictor {
         if !unsupported.is_empty() {
             return Err(EngineError::UnsupportedOperators { ops: unsupported });
         }
+        let takes_missing_values = ops.iter().any(|(domain, op)| {
+            domain == "ai.onnx.ml"
+                && matches!(
+                    op.as_str(),
+                    "TreeEnsembleRegressor" | "TreeEnsembleClassifier" | "TreeEnsemble" | "Imputer"
+                )
+        });
 
         // A fixed leading dimension (an export without dynamic axes) becomes the symbol N, so
         // one plan serves every batch size; if the graph really depends on that size, the model
@@ -206,21 +223,35 @@ impl OnnxPredictor {
             execution: Execution::Tract(plan),
             inputs,
             outputs,
+            takes_missing_values,
         })
+    }
+}
+
+impl OnnxPredictor {
+    /// True if the graph takes NaN as a missing value (tree ensembles, imputers).
+    pub(crate) fn takes_missing_values(&self) -> bool {
+        self.takes_missing_values
     }
 }
 
 impl OnnxPredictor {
     fn with_symbolic_batch(proto: &pb::ModelProto) -> TractResult<InferenceModel> {
         // Declared output shapes would pin the batch size again; let tract infer them.
-        let mut model = tract_onnx::onnx()
+        let mut model = crate::onnx_ml::onnx()
             .with_ignore_output_shapes(true)
             .model_for_proto_model(proto)?;
         let batch = model.sym("N");
         for ix in 0..model.inputs.len() {
             let mut fact = model.input_fact(ix)?.clone();
-            let fixed = matches!(fact.shape.dim(0), Some(tract_onnx::tract_hir::infer::GenericFactoid::Only(d)) if d.to_i64().is_ok());
-            if fixed {
+            // A fixed size, or a size the file leaves unnamed (skl2onnx and onnxmltools write
+            // `None`), becomes N.
+            let batch_like = match fact.shape.dim(0) {
+                Some(tract_onnx::tract_hir::infer::GenericFactoid::Only(d)) => d.to_i64().is_ok(),
+                Some(tract_onnx::tract_hir::infer::GenericFactoid::Any) => true,
+                None => false,
+            };
+            if batch_like {
                 fact.shape.set_dim(0, TDim::from(batch.clone()));
                 model.set_input_fact(ix, fact)?;
             }
@@ -256,6 +287,9 @@ fn from_tract(name: &str, value: &TValue) -> Result<MaasTensor, EngineError> {
         DatumType::F64 => TensorData::F64(plain(value).map_err(failed)?),
         DatumType::I32 => TensorData::I32(plain(value).map_err(failed)?),
         DatumType::I64 => TensorData::I64(plain(value).map_err(failed)?),
+        DatumType::TDim => {
+            TensorData::I64(plain(&*value.cast_to::<i64>().map_err(failed)?).map_err(failed)?)
+        }
         _ => TensorData::F32(plain(&*value.cast_to::<f32>().map_err(failed)?).map_err(failed)?),
     };
     Ok(MaasTensor {
@@ -528,6 +562,7 @@ pub(crate) fn dense_chain(graph: &scan::Graph<'_>) -> Option<OnnxPredictor> {
         inputs: vec![spec(input.name, in_width)],
         outputs: vec![spec(output.name, width)],
         execution: Execution::Dense(plan),
+        takes_missing_values: false,
     })
 }
 

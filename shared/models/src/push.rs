@@ -79,7 +79,7 @@ pub async fn push(registry: &Registry, request: PushRequest) -> Result<PushOutco
         // Tree ensembles take NaN as a missing value, as their libraries do.
         allow_non_finite: template
             .allow_non_finite
-            .unwrap_or(inspected.format.is_native_trees()),
+            .unwrap_or(inspected.takes_missing_values),
         card: template.card.unwrap_or_default(),
         lineage: Lineage::Pushed {
             file_name,

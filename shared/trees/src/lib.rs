@@ -1,6 +1,6 @@
 //! Tree-ensemble inference for the tabular models teams serve most: XGBoost and LightGBM boosters
 //! read from their own files ([`xgboost`], [`lightgbm`]) and the `ai.onnx.ml` tree operators
-//! (built from their attributes through [`EnsembleSpec`]), all run by one engine.
+//! (built from their attributes, [`onnx`]), all run by one engine.
 //!
 //! Every format is translated once, at load, into the same layout ([`Ensemble`]): each tree's
 //! nodes contiguous in depth-first order (the left child follows its parent, so most steps read
@@ -18,13 +18,14 @@
 mod build;
 pub mod lightgbm;
 mod model;
+pub mod onnx;
 mod predict;
 mod transform;
 mod ubjson;
 pub mod xgboost;
 
 pub use build::{Aggregate, EnsembleSpec, NodeSpec, Split, TreeSpec};
-pub use model::{ClassLabels, Prediction, Task, TreeModel};
+pub use model::{BinaryScore, ClassLabels, Prediction, Task, TreeModel};
 pub use predict::Ensemble;
 pub use transform::PostTransform;
 

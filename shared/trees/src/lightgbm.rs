@@ -8,7 +8,7 @@
 
 use crate::TreesError;
 use crate::build::{Aggregate, EnsembleSpec, NodeSpec, Split, TreeSpec};
-use crate::model::{ClassLabels, Task, TreeModel};
+use crate::model::{BinaryScore, ClassLabels, Task, TreeModel};
 use crate::transform::PostTransform;
 
 /// True if `bytes` look like a LightGBM text model.
@@ -137,11 +137,11 @@ pub fn from_text(bytes: &[u8]) -> Result<TreeModel, TreesError> {
         TaskKind::Regression => Task::Regression,
         TaskKind::Binary => Task::Classification {
             labels: ClassLabels::Int(vec![0, 1]),
-            positive_only: true,
+            binary: Some(BinaryScore::Probability),
         },
         TaskKind::Multiclass => Task::Classification {
             labels: ClassLabels::Int((0..per_iteration as i64).collect()),
-            positive_only: false,
+            binary: None,
         },
     };
     TreeModel::new(ensemble, transform, task, feature_names)

@@ -44,10 +44,20 @@ pub enum Task {
     Classification {
         /// One label per class.
         labels: ClassLabels,
-        /// A two-class model that scores only the positive class: its one score is the
-        /// positive class's probability, the negative's is `1 − p`.
-        positive_only: bool,
+        /// A two-class model that scores only the positive class, and how its one score
+        /// answers; `None`: one score per class.
+        binary: Option<BinaryScore>,
     },
+}
+
+/// How the one score of a two-class model that scores only the positive class answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryScore {
+    /// The score (after the transform) is the positive class's probability `p`:
+    /// probabilities `[1 − p, p]`, the positive label when `p > 0.5`.
+    Probability,
+    /// The score is a margin `s`: `[−s, s]`, the positive label when `s > 0`.
+    Margin,
 }
 
 /// A tree model ready to answer.
@@ -79,17 +89,13 @@ impl TreeModel {
         task: Task,
         feature_names: Vec<String>,
     ) -> Result<Self, TreesError> {
-        if let Task::Classification {
-            labels,
-            positive_only,
-        } = &task
-        {
-            let scored = if *positive_only {
+        if let Task::Classification { labels, binary } = &task {
+            let scored = if binary.is_some() {
                 2
             } else {
                 ensemble.n_targets()
             };
-            if (*positive_only && ensemble.n_targets() != 1) || labels.len() != scored {
+            if (binary.is_some() && ensemble.n_targets() != 1) || labels.len() != scored {
                 return Err(TreesError::invalid(format!(
                     "{} class labels for an ensemble of {} scores",
                     labels.len(),
@@ -147,7 +153,19 @@ impl TreeModel {
 
     /// Answers `rows` rows (row-major, NaN for missing).
     pub fn predict(&self, input: &[f32], rows: usize) -> Result<Prediction, TreesError> {
-        let scores = self.ensemble.predict(input, rows, self.transform)?;
+        self.predict_rows(input, rows, self.n_features())
+    }
+
+    /// Answers `rows` rows of `width ≥ n_features` values each (the rest is not read).
+    pub fn predict_rows(
+        &self,
+        input: &[f32],
+        rows: usize,
+        width: usize,
+    ) -> Result<Prediction, TreesError> {
+        let scores = self
+            .ensemble
+            .predict_strided(input, rows, width, self.transform)?;
         match &self.task {
             Task::Regression => Ok(Prediction {
                 values: scores.iter().map(|&s| s as f32).collect(),
@@ -155,14 +173,17 @@ impl TreeModel {
                 classes: None,
             }),
             Task::Classification {
-                positive_only: true,
-                ..
+                binary: Some(kind), ..
             } => {
                 let mut values = Vec::with_capacity(rows * 2);
                 let mut classes = Vec::with_capacity(rows);
-                for &p in &scores {
-                    values.extend([(1.0 - p) as f32, p as f32]);
-                    classes.push(usize::from(p > 0.5));
+                for &s in &scores {
+                    let (negative, positive) = match kind {
+                        BinaryScore::Probability => (1.0 - s, s > 0.5),
+                        BinaryScore::Margin => (-s, s > 0.0),
+                    };
+                    values.extend([negative as f32, s as f32]);
+                    classes.push(usize::from(positive));
                 }
                 Ok(Prediction {
                     values,

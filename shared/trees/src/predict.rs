@@ -111,14 +111,26 @@ impl Ensemble {
         rows: usize,
         transform: PostTransform,
     ) -> Result<Vec<f64>, TreesError> {
-        let k = self.n_features;
-        if rows.checked_mul(k) != Some(input.len()) {
+        self.predict_strided(input, rows, self.n_features, transform)
+    }
+
+    /// [`Ensemble::predict`] on rows of `stride ≥ n_features` values, of which the first
+    /// `n_features` are read (an ONNX tree operator's input may hold features no tree uses).
+    pub fn predict_strided(
+        &self,
+        input: &[f32],
+        rows: usize,
+        stride: usize,
+        transform: PostTransform,
+    ) -> Result<Vec<f64>, TreesError> {
+        if stride < self.n_features || rows.checked_mul(stride) != Some(input.len()) {
             return Err(TreesError::InputSize {
                 rows,
-                features: k,
+                features: self.n_features.max(stride),
                 values: input.len(),
             });
         }
+        let k = stride;
         let width = self.n_targets;
         let total = rows
             .checked_mul(width)
@@ -133,7 +145,7 @@ impl Ensemble {
                 scores.fill(f64::NAN);
             }
             for &root in &self.roots {
-                self.walk_block(root as usize, x, &mut leaves[..n]);
+                self.walk_block(root as usize, x, k, &mut leaves[..n]);
                 for (row, &leaf) in leaves[..n].iter().enumerate() {
                     self.add_leaf(leaf, &mut scores[row * width..(row + 1) * width]);
                 }
@@ -147,8 +159,7 @@ impl Ensemble {
     }
 
     /// The leaf each row of `x` reaches in the tree at `root`.
-    fn walk_block(&self, root: usize, x: &[f32], leaves: &mut [usize]) {
-        let k = self.n_features;
+    fn walk_block(&self, root: usize, x: &[f32], k: usize, leaves: &mut [usize]) {
         let mut rows = leaves.chunks_mut(LANES).enumerate();
         for (lane_block, lanes) in &mut rows {
             let first = lane_block * LANES;

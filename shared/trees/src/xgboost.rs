@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use crate::build::{Aggregate, EnsembleSpec, NodeSpec, Split, TreeSpec};
-use crate::model::{ClassLabels, Task, TreeModel};
+use crate::model::{BinaryScore, ClassLabels, Task, TreeModel};
 use crate::transform::PostTransform;
 use crate::{TreesError, ubjson};
 
@@ -238,11 +238,11 @@ fn translate(file: File) -> Result<TreeModel, TreesError> {
         TaskKind::Regression => Task::Regression,
         TaskKind::Binary => Task::Classification {
             labels: ClassLabels::Int(vec![0, 1]),
-            positive_only: true,
+            binary: Some(BinaryScore::Probability),
         },
         TaskKind::Multiclass => Task::Classification {
             labels: ClassLabels::Int((0..n_targets as i64).collect()),
-            positive_only: false,
+            binary: None,
         },
     };
     TreeModel::new(ensemble, transform, task, learner.feature_names)

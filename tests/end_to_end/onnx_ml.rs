@@ -1,0 +1,131 @@
+//! ONNX tree ensembles as the real exporters write them (skl2onnx, onnxmltools for XGBoost and
+//! LightGBM), with their ZipMap, pushed, loaded back and served: every output against
+//! onnxruntime's, NaN rows included; and every post transform and aggregate function on the same
+//! trees (fixtures `onnx-*`, onnxruntime's outputs).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use maas_core::{ManifestTemplate, ModelName};
+use maas_engine::{Tensor, TensorData};
+use maas_models::{PushRequest, load, push};
+use maas_registry::{Registry, VersionSelector};
+use maas_store::LocalFsStore;
+use maas_tests::fixtures::{tabular_file, tabular_reference};
+
+/// The tree-ensemble fixtures, by the exporter that made them.
+const TREE_FIXTURES: &[&str] = &[
+    "xgboost-regression",
+    "xgboost-binary",
+    "xgboost-multiclass",
+    "lightgbm-regression",
+    "lightgbm-binary",
+    "lightgbm-multiclass",
+    "sklearn-random-forest-regressor",
+    "sklearn-random-forest-classifier",
+    "sklearn-random-forest-binary",
+    "sklearn-gradient-boosting-regressor",
+    "sklearn-gradient-boosting-binary",
+    "sklearn-gradient-boosting-multiclass",
+    "sklearn-decision-tree-binary",
+    "onnx-classifier-softmax",
+    "onnx-classifier-softmax_zero",
+    "onnx-classifier-logistic",
+    "onnx-classifier-probit",
+    "onnx-regressor-average",
+    "onnx-regressor-min",
+    "onnx-regressor-max",
+    "onnx-regressor-probit",
+];
+
+fn assert_close(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g == w || (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{what}: value {i}: {g} vs onnxruntime's {w}"
+        );
+    }
+}
+
+/// scikit-learn pipelines of preprocessing and linear models, through skl2onnx.
+const PIPELINE_FIXTURES: &[&str] = &[
+    "sklearn-scaler-logistic-binary",
+    "sklearn-imputer-linear",
+    "sklearn-normalizer-binarizer-logistic",
+];
+
+#[tokio::test]
+async fn exported_tree_ensembles_answer_as_onnxruntime_does() {
+    compare_with_onnxruntime(TREE_FIXTURES, true).await;
+}
+
+#[tokio::test]
+async fn exported_pipelines_answer_as_onnxruntime_does() {
+    compare_with_onnxruntime(PIPELINE_FIXTURES, false).await;
+}
+
+/// Pushes each fixture's `model.onnx`, loads it back and compares every output with
+/// onnxruntime's; `missing_values`: the graph takes NaN (the manifest must let it through).
+async fn compare_with_onnxruntime(fixtures: &[&str], missing_values: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let registry = Registry::new(Arc::new(LocalFsStore::open(dir.path()).expect("store")));
+    for name in fixtures {
+        let reference = tabular_reference(name);
+        let pushed = push(
+            &registry,
+            PushRequest {
+                model: ModelName::new(*name).expect("name"),
+                file_name: "model.onnx".into(),
+                bytes: Bytes::from(tabular_file(name, "model.onnx")),
+                template: ManifestTemplate::default(),
+                actor: "tester".into(),
+                alias: None,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if missing_values {
+            assert!(
+                pushed.manifest.allow_non_finite,
+                "{name}: tree ensembles take NaN as missing"
+            );
+        }
+        let loaded = load(
+            &registry,
+            &ModelName::new(*name).expect("name"),
+            &VersionSelector::Default,
+        )
+        .await
+        .expect("loads");
+        let input = &loaded.inputs()[0];
+        let width = reference.features.len();
+        let outputs = loaded
+            .predict(vec![
+                Tensor::new(
+                    input.name.clone(),
+                    vec![reference.rows(), width],
+                    TensorData::F32(reference.inputs.clone()),
+                )
+                .expect("tensor"),
+            ])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            outputs.len(),
+            reference.onnxruntime.len(),
+            "{name}: every output the graph declares"
+        );
+        for (output_name, want) in &reference.onnxruntime {
+            let got = outputs
+                .iter()
+                .find(|t| &t.name == output_name)
+                .unwrap_or_else(|| panic!("{name}: no output {output_name}"));
+            let values: Vec<f64> = match &got.data {
+                TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+                other => other.to_f32_vec().into_iter().map(f64::from).collect(),
+            };
+            assert_close(&values, want, &format!("{name}/{output_name}"));
+        }
+    }
+}
