@@ -605,3 +605,41 @@ async fn unknown_versions_and_aliases_from_urls_never_grow_the_caches_past_their
     let (_, resolved, failed) = svc.state.cache.entry_counts().await;
     assert_eq!((resolved, failed), (0, 0));
 }
+
+/// V1 finds the model before it reads the body: an unknown model is a 404 whatever the body
+/// holds, and a known model with a body that isn't JSON is a 400.
+#[tokio::test]
+async fn v1_answers_an_unknown_model_with_404_whatever_the_body() {
+    let svc = service().await;
+    for (uri, body, status) in [
+        (
+            "/v1/models/nope:predict",
+            "not json at all",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/models/nope:predict",
+            "{\"instances\": [[1]]}",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/models/seed/versions/99:predict",
+            "{",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/models/seed:predict",
+            "not json at all",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let request = Request::post(uri).body(Body::from(body)).expect("request");
+        let (got, _, answer) = call(&svc, request).await;
+        assert_eq!(
+            got,
+            status,
+            "{uri} {body:?}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}
