@@ -98,9 +98,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         })
         // A panic in a handler (a bug) answers that one request with a 500; the process and
         // every other request go on. Inside the log layer, so the 500 is logged and counted.
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(catch_panics())
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// The layer that turns a handler's panic into that request's 500.
+fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response> {
+    CatchPanicLayer::custom(panic_response as fn(_) -> Response)
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -443,7 +448,8 @@ async fn infer_versioned(
 
 #[cfg(test)]
 mod tests {
-    use super::{RequestFacts, metric_dimensions};
+    use super::*;
+    use tower::ServiceExt;
 
     #[test]
     fn only_models_that_exist_get_a_metric_dimension() {
@@ -463,5 +469,44 @@ mod tests {
             metric_dimensions(&known, "2xx"),
             [("model", "seed"), ("status", "2xx")]
         );
+    }
+
+    /// A handler that panics answers its request with a 500 and a JSON error; the same router
+    /// goes on answering the next request.
+    #[tokio::test]
+    async fn a_panicking_handler_is_that_requests_500_and_the_router_goes_on() {
+        let router: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("a bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }))
+            .layer(catch_panics());
+        let response = router
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let doc: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
+        assert!(
+            doc["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("internal error")),
+            "{doc}"
+        );
+        let response = router
+            .oneshot(Request::get("/fine").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
     }
 }
