@@ -8,7 +8,7 @@
 
 use crate::TreesError;
 use crate::build::{Aggregate, EnsembleSpec, NodeSpec, Split, TreeSpec};
-use crate::model::{BinaryScore, ClassLabels, Task, TreeModel};
+use crate::model::{BoosterTask, TreeModel};
 use crate::transform::PostTransform;
 
 /// True if `bytes` look like a LightGBM text model.
@@ -133,17 +133,7 @@ pub fn from_text(bytes: &[u8]) -> Result<TreeModel, TreesError> {
         aggregate: Aggregate::Sum,
     }
     .build()?;
-    let task = match task {
-        TaskKind::Regression => Task::Regression,
-        TaskKind::Binary => Task::Classification {
-            labels: ClassLabels::Int(vec![0, 1]),
-            binary: Some(BinaryScore::Probability),
-        },
-        TaskKind::Multiclass => Task::Classification {
-            labels: ClassLabels::Int((0..per_iteration as i64).collect()),
-            binary: None,
-        },
-    };
+    let task = task.task(per_iteration);
     TreeModel::new(ensemble, transform, task, feature_names)
 }
 
@@ -153,18 +143,12 @@ fn parse_one<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, TreesErr
         .map_err(|_| TreesError::invalid(format!("{what} is {text:?}, not a number")))
 }
 
-enum TaskKind {
-    Regression,
-    Binary,
-    Multiclass,
-}
-
 /// The transform, the factor on the margin, and the task of an objective line such as
 /// `binary sigmoid:1` or `multiclass num_class:3`.
 fn objective_of(
     line: &str,
     num_class: usize,
-) -> Result<(PostTransform, f64, TaskKind), TreesError> {
+) -> Result<(PostTransform, f64, BoosterTask), TreesError> {
     let mut words = line.split_whitespace();
     let name = words.next().unwrap_or("");
     let mut sigmoid = 1.0;
@@ -180,12 +164,14 @@ fn objective_of(
     }
     Ok(match name {
         "regression" | "regression_l2" | "regression_l1" | "huber" | "fair" | "quantile"
-        | "mape" | "lambdarank" | "rank_xendcg" => (PostTransform::None, 1.0, TaskKind::Regression),
-        "poisson" | "gamma" | "tweedie" => (PostTransform::Exp, 1.0, TaskKind::Regression),
-        "cross_entropy" | "xentropy" => (PostTransform::Logistic, 1.0, TaskKind::Regression),
-        "binary" => (PostTransform::Logistic, sigmoid, TaskKind::Binary),
+        | "mape" | "lambdarank" | "rank_xendcg" => {
+            (PostTransform::None, 1.0, BoosterTask::Regression)
+        }
+        "poisson" | "gamma" | "tweedie" => (PostTransform::Exp, 1.0, BoosterTask::Regression),
+        "cross_entropy" | "xentropy" => (PostTransform::Logistic, 1.0, BoosterTask::Regression),
+        "binary" => (PostTransform::Logistic, sigmoid, BoosterTask::Binary),
         "multiclass" | "softmax" if num_class >= 2 => {
-            (PostTransform::Softmax, 1.0, TaskKind::Multiclass)
+            (PostTransform::Softmax, 1.0, BoosterTask::Multiclass)
         }
         other => {
             return Err(TreesError::unsupported(format!(

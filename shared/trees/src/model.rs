@@ -60,6 +60,35 @@ pub enum BinaryScore {
     Margin,
 }
 
+/// What a booster's objective makes of its scores (XGBoost and LightGBM files name integer
+/// classes `0..n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BoosterTask {
+    /// Values.
+    Regression,
+    /// Two classes, one score: the positive class's probability.
+    Binary,
+    /// One score per class.
+    Multiclass,
+}
+
+impl BoosterTask {
+    /// The task of a booster whose ensemble has `n_targets` scores.
+    pub(crate) fn task(self, n_targets: usize) -> Task {
+        match self {
+            BoosterTask::Regression => Task::Regression,
+            BoosterTask::Binary => Task::Classification {
+                labels: ClassLabels::Int(vec![0, 1]),
+                binary: Some(BinaryScore::Probability),
+            },
+            BoosterTask::Multiclass => Task::Classification {
+                labels: ClassLabels::Int((0..n_targets as i64).collect()),
+                binary: None,
+            },
+        }
+    }
+}
+
 /// A tree model ready to answer.
 #[derive(Debug, Clone)]
 pub struct TreeModel {

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use crate::build::{Aggregate, EnsembleSpec, NodeSpec, Split, TreeSpec};
-use crate::model::{BinaryScore, ClassLabels, Task, TreeModel};
+use crate::model::{BoosterTask, TreeModel};
 use crate::transform::PostTransform;
 use crate::{TreesError, ubjson};
 
@@ -234,24 +234,8 @@ fn translate(file: File) -> Result<TreeModel, TreesError> {
         aggregate: Aggregate::Sum,
     }
     .build()?;
-    let task = match task {
-        TaskKind::Regression => Task::Regression,
-        TaskKind::Binary => Task::Classification {
-            labels: ClassLabels::Int(vec![0, 1]),
-            binary: Some(BinaryScore::Probability),
-        },
-        TaskKind::Multiclass => Task::Classification {
-            labels: ClassLabels::Int((0..n_targets as i64).collect()),
-            binary: None,
-        },
-    };
+    let task = task.task(n_targets);
     TreeModel::new(ensemble, transform, task, learner.feature_names)
-}
-
-enum TaskKind {
-    Regression,
-    Binary,
-    Multiclass,
 }
 
 type BaseToMargin = fn(f64) -> f64;
@@ -260,7 +244,7 @@ type BaseToMargin = fn(f64) -> f64;
 fn objective_of(
     name: &str,
     num_class: usize,
-) -> Result<(PostTransform, BaseToMargin, TaskKind), TreesError> {
+) -> Result<(PostTransform, BaseToMargin, BoosterTask), TreesError> {
     let identity: BaseToMargin = |b| b;
     let logit: BaseToMargin = |b| -(1.0 / b - 1.0).ln();
     let log: BaseToMargin = f64::ln;
@@ -270,18 +254,18 @@ fn objective_of(
         | "reg:pseudohubererror"
         | "reg:absoluteerror"
         | "reg:quantileerror"
-        | "reg:linear" => (PostTransform::None, identity, TaskKind::Regression),
-        "reg:logistic" => (PostTransform::Logistic, logit, TaskKind::Regression),
-        "binary:logistic" => (PostTransform::Logistic, logit, TaskKind::Binary),
-        "binary:logitraw" => (PostTransform::None, logit, TaskKind::Regression),
+        | "reg:linear" => (PostTransform::None, identity, BoosterTask::Regression),
+        "reg:logistic" => (PostTransform::Logistic, logit, BoosterTask::Regression),
+        "binary:logistic" => (PostTransform::Logistic, logit, BoosterTask::Binary),
+        "binary:logitraw" => (PostTransform::None, logit, BoosterTask::Regression),
         "count:poisson" | "reg:gamma" | "reg:tweedie" => {
-            (PostTransform::Exp, log, TaskKind::Regression)
+            (PostTransform::Exp, log, BoosterTask::Regression)
         }
         "multi:softprob" | "multi:softmax" if num_class >= 2 => {
-            (PostTransform::Softmax, identity, TaskKind::Multiclass)
+            (PostTransform::Softmax, identity, BoosterTask::Multiclass)
         }
         "rank:pairwise" | "rank:ndcg" | "rank:map" => {
-            (PostTransform::None, identity, TaskKind::Regression)
+            (PostTransform::None, identity, BoosterTask::Regression)
         }
         other => {
             return Err(TreesError::unsupported(format!(
