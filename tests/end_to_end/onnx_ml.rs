@@ -36,6 +36,7 @@ const TREE_FIXTURES: &[&str] = &[
     "onnx-regressor-min",
     "onnx-regressor-max",
     "onnx-regressor-probit",
+    "onnx-regressor-as-tensor",
 ];
 
 fn assert_close(got: &[f64], want: &[f64], what: &str) {

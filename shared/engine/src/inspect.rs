@@ -230,7 +230,13 @@ fn check_override(
                 g.name, g.datatype, o.name, o.datatype
             )));
         }
-        if g.shape.len() != o.shape.len() {
+        // The same rank, and every dimension the model fixes given the same size.
+        let same_shape = g.shape.len() == o.shape.len()
+            && g.shape
+                .iter()
+                .zip(&o.shape)
+                .all(|(&gd, &od)| (gd == -1 || gd > 0) && (od <= 0 || gd == od));
+        if !same_shape {
             return Err(refuse(format!(
                 "{:?} has shape {} but the model's {:?} has {}",
                 g.name,
@@ -238,18 +244,6 @@ fn check_override(
                 o.name,
                 o.shape_string()
             )));
-        }
-        for (&gd, &od) in g.shape.iter().zip(&o.shape) {
-            let ok = (gd == -1 || gd > 0) && (od <= 0 || gd == od);
-            if !ok {
-                return Err(refuse(format!(
-                    "{:?} has shape {} but the model's {:?} has {}",
-                    g.name,
-                    g.shape_string(),
-                    o.name,
-                    o.shape_string()
-                )));
-            }
         }
         let fits = g
             .shape

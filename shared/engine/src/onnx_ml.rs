@@ -72,7 +72,7 @@ pub(crate) fn serve_zipmap_inputs(proto: &mut tract_onnx::pb::ModelProto) {
 }
 
 /// A float-list attribute, or its `_as_tensor` form (ai.onnx.ml 3: doubles).
-fn floats(node: &NodeProto, name: &str) -> TractResult<Option<Vec<f64>>> {
+fn floats(ctx: &ParsingContext, node: &NodeProto, name: &str) -> TractResult<Option<Vec<f64>>> {
     if let Some(values) = node.get_attr_opt_vec::<f32>(name)? {
         return Ok(Some(values.into_iter().map(f64::from).collect()));
     }
@@ -80,7 +80,7 @@ fn floats(node: &NodeProto, name: &str) -> TractResult<Option<Vec<f64>>> {
     match node.get_attr_opt::<&tract_onnx::pb::TensorProto>(&tensor_name)? {
         Some(proto) => {
             let tensor =
-                tract_onnx::tensor::load_tensor(&*tract_onnx::onnx().provider, proto, None)?;
+                tract_onnx::tensor::load_tensor(&*ctx.framework.provider, proto, ctx.model_dir)?;
             let tensor = tensor.cast_to::<f64>()?;
             Ok(Some(tensor.try_as_plain_ram()?.as_slice::<f64>()?.to_vec()))
         }
@@ -93,7 +93,11 @@ fn ints(node: &NodeProto, name: &str) -> TractResult<Vec<i64>> {
 }
 
 /// The attributes both tree operators share; `leaf` is `target` or `class`.
-fn tree_attributes(node: &NodeProto, leaf: &str) -> TractResult<TreeAttributes> {
+fn tree_attributes(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    leaf: &str,
+) -> TractResult<TreeAttributes> {
     let post_transform = match node.get_attr_opt::<&str>("post_transform")? {
         None => PostTransform::None,
         Some(name) => PostTransform::from_onnx(name)
@@ -106,15 +110,15 @@ fn tree_attributes(node: &NodeProto, leaf: &str) -> TractResult<TreeAttributes> 
         nodes_modes: node
             .get_attr_opt_vec::<String>("nodes_modes")?
             .unwrap_or_default(),
-        nodes_values: floats(node, "nodes_values")?.unwrap_or_default(),
+        nodes_values: floats(ctx, node, "nodes_values")?.unwrap_or_default(),
         nodes_truenodeids: ints(node, "nodes_truenodeids")?,
         nodes_falsenodeids: ints(node, "nodes_falsenodeids")?,
         nodes_missing_value_tracks_true: ints(node, "nodes_missing_value_tracks_true")?,
         leaf_treeids: ints(node, &format!("{leaf}_treeids"))?,
         leaf_nodeids: ints(node, &format!("{leaf}_nodeids"))?,
         leaf_targetids: ints(node, &format!("{leaf}_ids"))?,
-        leaf_weights: floats(node, &format!("{leaf}_weights"))?.unwrap_or_default(),
-        base_values: floats(node, "base_values")?.unwrap_or_default(),
+        leaf_weights: floats(ctx, node, &format!("{leaf}_weights"))?.unwrap_or_default(),
+        base_values: floats(ctx, node, "base_values")?.unwrap_or_default(),
         post_transform,
     })
 }
@@ -131,10 +135,10 @@ fn features_read(attributes: &TreeAttributes) -> usize {
 }
 
 fn tree_ensemble_regressor(
-    _ctx: &ParsingContext,
+    ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let attributes = tree_attributes(node, "target")?;
+    let attributes = tree_attributes(ctx, node, "target")?;
     let n_targets = node.get_attr_opt::<i64>("n_targets")?.unwrap_or(1);
     let n_targets = usize::try_from(n_targets)
         .ok()
@@ -156,10 +160,10 @@ fn tree_ensemble_regressor(
 }
 
 fn tree_ensemble_classifier(
-    _ctx: &ParsingContext,
+    ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let attributes = tree_attributes(node, "class")?;
+    let attributes = tree_attributes(ctx, node, "class")?;
     let labels = match (
         node.get_attr_opt_vec::<i64>("classlabels_int64s")?,
         node.get_attr_opt_vec::<String>("classlabels_strings")?,
