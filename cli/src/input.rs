@@ -1,46 +1,34 @@
-//! Turning a user's rows (JSON or CSV with a header) into the flat feature matrix a model takes.
-//! Every problem is reported with the row (and column) it is in.
+//! Turning a user's rows (JSON or CSV with a header) into the model's input tensors, through the
+//! same [`RowLayout`] as batch scoring and V1 (columns and keys by feature or input name). Every
+//! problem is reported with the row (and column) it is in.
 
-use maas_engine::LoadedModel;
+use maas_engine::{Field, LoadedModel, RowLayout, Tensor, push_json_row};
 use serde_json::Value;
 
 use crate::CliError;
 
-/// Parses `raw` into `rows × width` values for the model's first input.
-pub(crate) fn rows_for(
+/// Parses `raw` into the model's input tensors; returns them and the number of rows.
+pub(crate) fn tensors_for(
     model: &LoadedModel,
     source: &str,
     raw: &[u8],
-) -> Result<(Vec<f32>, usize), CliError> {
-    let width = model
-        .inputs()
-        .first()
-        .map(|spec| spec.row_width())
-        .ok_or_else(|| CliError::Input("the model declares no inputs".into()))?;
-    let features = model.manifest().features.as_deref();
+) -> Result<(Vec<Tensor>, usize), CliError> {
+    let layout = RowLayout::of(model)?;
     let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    let (values, rows) = if source.ends_with(".csv") || !matches!(first, Some(b'[' | b'{')) {
-        csv_rows(raw, width, features)?
+    let mut batch = layout.batch();
+    if source.ends_with(".csv") || !matches!(first, Some(b'[' | b'{')) {
+        csv_rows(raw, &layout, &mut batch)?;
     } else {
-        json_rows(raw, width, features)?
-    };
+        json_rows(raw, &mut batch)?;
+    }
+    let rows = batch.rows();
     if rows == 0 {
         return Err(CliError::Input("the input has no rows".into()));
     }
-    Ok((values, rows))
+    Ok((batch.take_tensors()?, rows))
 }
 
-fn number(v: &Value, row: usize, column: &str) -> Result<f32, CliError> {
-    v.as_f64()
-        .map(|x| x as f32)
-        .ok_or_else(|| CliError::Input(format!("row {row}, {column}: expected a number, got {v}")))
-}
-
-fn json_rows(
-    raw: &[u8],
-    width: usize,
-    features: Option<&[String]>,
-) -> Result<(Vec<f32>, usize), CliError> {
+fn json_rows(raw: &[u8], batch: &mut maas_engine::RowBatch<'_>) -> Result<(), CliError> {
     let doc: Value = serde_json::from_slice(raw)
         .map_err(|e| CliError::Input(format!("the input is not valid JSON: {e}")))?;
     let rows = match doc {
@@ -50,7 +38,7 @@ fn json_rows(
         other => other,
     };
     let rows = match rows {
-        Value::Array(items) if items.first().is_some_and(Value::is_number) => {
+        Value::Array(items) if items.first().is_some_and(|v| v.is_number() || v.is_null()) => {
             vec![Value::Array(items)]
         }
         Value::Array(items) => items,
@@ -62,92 +50,35 @@ fn json_rows(
             ));
         }
     };
-    let mut values = Vec::with_capacity(rows.len() * width);
     for (i, row) in rows.iter().enumerate() {
-        let row_no = i + 1;
-        match row {
-            Value::Array(items) => {
-                if items.len() != width {
-                    return Err(CliError::Input(format!(
-                        "row {row_no} has {} values but the model takes {width} per row",
-                        items.len()
-                    )));
-                }
-                for (j, v) in items.iter().enumerate() {
-                    values.push(number(v, row_no, &format!("column {}", j + 1))?);
-                }
-            }
-            Value::Object(map) => {
-                let Some(features) = features else {
-                    return Err(CliError::Input(format!(
-                        "row {row_no} is an object, but the model's manifest names no features; send rows as lists of {width} numbers"
-                    )));
-                };
-                for name in features {
-                    let v = map.get(name).ok_or_else(|| {
-                        CliError::Input(format!("row {row_no} lacks feature {name:?}"))
-                    })?;
-                    values.push(number(v, row_no, &format!("feature {name:?}"))?);
-                }
-            }
-            other => {
-                return Err(CliError::Input(format!(
-                    "row {row_no} is {other}, not a list of numbers or an object"
-                )));
-            }
-        }
+        push_json_row(batch, row)
+            .map_err(|why| CliError::Input(format!("row {}: {why}", i + 1)))?;
     }
-    Ok((values, rows.len()))
+    Ok(())
 }
 
 fn csv_rows(
     raw: &[u8],
-    width: usize,
-    features: Option<&[String]>,
-) -> Result<(Vec<f32>, usize), CliError> {
+    layout: &RowLayout,
+    batch: &mut maas_engine::RowBatch<'_>,
+) -> Result<(), CliError> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(raw);
-    let headers = reader
+    let headers: Vec<String> = reader
         .headers()
         .map_err(|e| CliError::Input(format!("the CSV header can't be read: {e}")))?
-        .clone();
-    let columns: Vec<usize> = match features {
-        Some(features) => features
-            .iter()
-            .map(|name| {
-                headers
-                    .iter()
-                    .position(|h| h.trim() == name)
-                    .ok_or_else(|| {
-                        CliError::Input(format!(
-                            "the CSV has no column {name:?}, which the model needs"
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        None if headers.len() == width => (0..width).collect(),
-        None => {
-            return Err(CliError::Input(format!(
-                "the CSV has {} columns but the model takes {width} features; give exactly those columns (the manifest names no features to pick by)",
-                headers.len()
-            )));
-        }
-    };
-    let mut values = Vec::new();
-    let mut rows = 0;
-    for record in reader.records() {
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let columns = layout.columns_of(&headers).map_err(CliError::Input)?;
+    for (n, record) in reader.records().enumerate() {
         let record = record.map_err(|e| CliError::Input(format!("the CSV is malformed: {e}")))?;
-        let line = record.position().map_or(rows + 2, |p| p.line() as usize);
-        for &c in &columns {
-            let cell = record.get(c).unwrap_or("").trim();
-            let v: f32 = cell.parse().map_err(|_| {
-                CliError::Input(format!(
-                    "line {line}, column {:?}: {cell:?} is not a number",
-                    headers.get(c).unwrap_or("?")
-                ))
+        let line = record.position().map_or(n + 2, |p| p.line() as usize);
+        batch
+            .push_row(|k, _| Field::Text(record.get(columns[k]).unwrap_or("")))
+            .map_err(|why| {
+                let at = if layout.is_named() { "column " } else { "" };
+                CliError::Input(format!("line {line}: {at}{why}"))
             })?;
-            values.push(v);
-        }
-        rows += 1;
     }
-    Ok((values, rows))
+    Ok(())
 }

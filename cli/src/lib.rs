@@ -398,9 +398,9 @@ async fn predict(registry: &Registry, args: PredictArgs) -> Result<Rendered, Cli
     let selector = selector(args.version, args.alias)?;
     let raw = read_input(&args.input)?;
     let loaded = maas_models::load(registry, &model, &selector).await?;
-    let (values, rows) = input::rows_for(&loaded, &args.input, &raw)?;
-    let predictions = loaded.predict_rows(values, rows)?;
-    Ok(output::predictions(&loaded, &predictions))
+    let (inputs, rows) = input::tensors_for(&loaded, &args.input, &raw)?;
+    let answers = loaded.answer(inputs, rows)?;
+    Ok(output::predictions(&loaded, &answers))
 }
 
 /// `maas predict --url`: the same rows, sent to a deployment's V1 predict route.

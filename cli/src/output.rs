@@ -1,7 +1,7 @@
 //! What each command prints: human-readable text, or JSON with `--json`.
 
 use maas_core::{AliasName, ModelName};
-use maas_engine::LoadedModel;
+use maas_engine::{ClassLabel, LoadedModel, RowAnswers};
 use maas_models::PushOutcome;
 use maas_registry::{AliasMove, Registry};
 use serde_json::json;
@@ -149,46 +149,32 @@ pub(crate) fn promoted(
     )
 }
 
-/// One row's prediction: a number for single-output models, else the output row. Serialised
-/// from `f32` directly so values print in their shortest float32 form.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum RowPrediction {
-    One(f32),
-    Many(Vec<f32>),
-}
-
+/// What `maas predict` prints: each row's first output and, for a classifier, each row's label
+/// and probabilities (one per class, in the order of `classes`), as V1 `:predict` answers.
 #[derive(serde::Serialize)]
 struct PredictionsDoc<'a> {
     model: &'a str,
     model_version: u64,
-    predictions: Vec<RowPrediction>,
+    predictions: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<Vec<String>>,
+    labels: Option<&'a [ClassLabel]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probabilities: Option<Vec<&'a [f32]>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classes: Option<&'a [ClassLabel]>,
 }
 
-pub(crate) fn predictions(model: &LoadedModel, rows: &[Vec<f32>]) -> Rendered {
+pub(crate) fn predictions(model: &LoadedModel, answers: &RowAnswers) -> Rendered {
     let m = model.manifest();
-    let predictions: Vec<RowPrediction> = rows
-        .iter()
-        .map(|row| {
-            if row.len() == 1 {
-                RowPrediction::One(row[0])
-            } else {
-                RowPrediction::Many(row.clone())
-            }
-        })
-        .collect();
-    let chosen = model.has_labels().then(|| {
-        rows.iter()
-            .map(|row| model.label(row).unwrap_or_default().to_string())
-            .collect()
-    });
+    let rows = answers.rows();
+    let classified = answers.classified();
     let doc = PredictionsDoc {
         model: m.name.as_str(),
         model_version: m.version.get(),
-        predictions,
-        labels: chosen,
+        predictions: (0..rows).map(|r| answers.prediction_json(r)).collect(),
+        labels: classified.map(|c| c.labels.as_slice()),
+        probabilities: classified.map(|c| (0..rows).map(|r| c.probabilities_of(r)).collect()),
+        classes: classified.map(|c| c.classes.as_slice()),
     };
     Rendered(serde_json::to_string_pretty(&doc).unwrap_or_default())
 }

@@ -11,7 +11,7 @@ use maas_engine::{Tensor, TensorData};
 use maas_models::{PushRequest, load, push};
 use maas_registry::{Registry, VersionSelector};
 use maas_store::LocalFsStore;
-use maas_tests::fixtures::{tabular_file, tabular_reference};
+use maas_tests::fixtures::{strings, tabular_file, tabular_reference};
 
 /// The tree-ensemble fixtures, by the exporter that made them.
 const TREE_FIXTURES: &[&str] = &[
@@ -37,6 +37,7 @@ const TREE_FIXTURES: &[&str] = &[
     "onnx-regressor-max",
     "onnx-regressor-probit",
     "onnx-regressor-as-tensor",
+    "onnx-tree-ensemble-v5",
 ];
 
 fn assert_close(got: &[f64], want: &[f64], what: &str) {
@@ -54,6 +55,8 @@ const PIPELINE_FIXTURES: &[&str] = &[
     "sklearn-scaler-logistic-binary",
     "sklearn-imputer-linear",
     "sklearn-normalizer-binarizer-logistic",
+    "sklearn-onehot-logistic",
+    "sklearn-scaler-logistic-multiclass",
 ];
 
 #[tokio::test]
@@ -124,9 +127,119 @@ async fn compare_with_onnxruntime(fixtures: &[&str], missing_values: bool) {
                 .unwrap_or_else(|| panic!("{name}: no output {output_name}"));
             let values: Vec<f64> = match &got.data {
                 TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+                TensorData::Bytes(labels) => {
+                    let want = strings(&reference.raw["onnxruntime"][output_name]);
+                    assert_eq!(labels, &want, "{name}/{output_name}: string labels");
+                    continue;
+                }
                 other => other.to_f32_vec().into_iter().map(f64::from).collect(),
             };
             assert_close(&values, want, &format!("{name}/{output_name}"));
         }
     }
+}
+
+async fn pushed(registry: &Registry, name: &str) -> maas_engine::LoadedModel {
+    let model = ModelName::new(name).expect("name");
+    push(
+        registry,
+        PushRequest {
+            model: model.clone(),
+            file_name: "model.onnx".into(),
+            bytes: Bytes::from(tabular_file(name, "model.onnx")),
+            template: ManifestTemplate::default(),
+            actor: "tester".into(),
+            alias: None,
+            reason: None,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    load(registry, &model, &VersionSelector::Default)
+        .await
+        .expect("loads")
+}
+
+fn onnxruntime_output<'a>(
+    reference: &'a maas_tests::fixtures::TabularReference,
+    output: &str,
+) -> &'a [f64] {
+    &reference
+        .onnxruntime
+        .iter()
+        .find(|(name, _)| name == output)
+        .unwrap_or_else(|| panic!("onnxruntime output {output}"))
+        .1
+}
+
+/// An integer `Imputer`, a `LabelEncoder` and a `OneHotEncoder` on integer codes (unknown codes
+/// included), against onnxruntime.
+#[tokio::test]
+async fn integer_encoders_answer_as_onnxruntime_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let registry = Registry::new(Arc::new(LocalFsStore::open(dir.path()).expect("store")));
+    let model = pushed(&registry, "onnx-encoders").await;
+    let reference = tabular_reference("onnx-encoders");
+    let codes: Vec<i64> = reference.inputs.iter().map(|&c| c as i64).collect();
+    let rows = codes.len();
+    let outputs = model
+        .predict(vec![
+            Tensor::new("code", vec![rows, 1], TensorData::I64(codes)).expect("tensor"),
+        ])
+        .expect("predicts");
+    for output in ["imputed", "score", "onehot"] {
+        let got = outputs
+            .iter()
+            .find(|t| t.name == output)
+            .unwrap_or_else(|| panic!("output {output}"));
+        let values: Vec<f64> = match &got.data {
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            other => other.to_f32_vec().into_iter().map(f64::from).collect(),
+        };
+        assert_close(&values, onnxruntime_output(&reference, output), output);
+    }
+}
+
+/// A pipeline exported with one input per column (three FP32 columns, an INT64 plan id that
+/// is one-hot encoded, an unseen plan in the probe) answers as onnxruntime does, string labels
+/// included.
+#[tokio::test]
+async fn a_graph_with_several_inputs_answers_as_onnxruntime_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let registry = Registry::new(Arc::new(LocalFsStore::open(dir.path()).expect("store")));
+    let model = pushed(&registry, "sklearn-several-inputs").await;
+    let reference = tabular_reference("sklearn-several-inputs");
+    let rows = reference.rows();
+    let column =
+        |j: usize| -> Vec<f32> { (0..rows).map(|r| reference.inputs[r * 4 + j]).collect() };
+    let mut inputs: Vec<Tensor> = ["tenure", "spend", "calls"]
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            Tensor::new(*name, vec![rows, 1], TensorData::F32(column(j))).expect("tensor")
+        })
+        .collect();
+    let plans = column(3).into_iter().map(|p| p as i64).collect();
+    inputs.push(Tensor::new("plan", vec![rows, 1], TensorData::I64(plans)).expect("tensor"));
+    inputs.reverse(); // matched by name, not position
+    let answers = model.answer(inputs, rows).expect("answers");
+    let classified = answers.classified().expect("a classifier");
+    let labels: Vec<String> = classified.labels.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        labels,
+        strings(&reference.raw["onnxruntime"]["output_label"])
+    );
+    assert_eq!(labels, strings(&reference.raw["library"]["labels"]));
+    let classes: Vec<String> = classified.classes.iter().map(ToString::to_string).collect();
+    assert_eq!(classes, strings(&reference.raw["library"]["classes"]));
+    let probabilities: Vec<f64> = classified
+        .probabilities
+        .iter()
+        .map(|&p| f64::from(p))
+        .collect();
+    assert_close(
+        &probabilities,
+        onnxruntime_output(&reference, "output_probability"),
+        "probabilities",
+    );
 }

@@ -110,6 +110,58 @@ async fn unsupported_onnx_operators_are_named() {
     .await;
 }
 
+/// A tabular fixture's graph with `change` applied to it.
+fn edited_fixture(fixture: &str, change: impl FnOnce(&mut tract_onnx::pb::GraphProto)) -> Vec<u8> {
+    let bytes = maas_tests::fixtures::tabular_file(fixture, "model.onnx");
+    let mut model: tract_onnx::pb::ModelProto =
+        prost::Message::decode(&bytes[..]).expect("fixture decodes");
+    change(model.graph.as_mut().expect("graph"));
+    prost::Message::encode_to_vec(&model)
+}
+
+#[tokio::test]
+async fn unsupported_onnx_ml_operators_are_named_with_the_export_that_avoids_them() {
+    let svm = edited_fixture("onnx-encoders", |graph| {
+        graph.node[1].op_type = "SVMClassifier".into();
+    });
+    assert_refused(
+        "svm.onnx",
+        svm,
+        &["ai.onnx.ml.SVMClassifier", "LinearSVC", "tree ensemble"],
+    )
+    .await;
+    let dicts = edited_fixture("onnx-encoders", |graph| {
+        graph.node[1].op_type = "DictVectorizer".into();
+    });
+    assert_refused(
+        "dicts.onnx",
+        dicts,
+        &["ai.onnx.ml.DictVectorizer", "float array", "initial_types"],
+    )
+    .await;
+    // An opset-5 TreeEnsemble splitting on set membership.
+    let member = edited_fixture("onnx-tree-ensemble-v5", |graph| {
+        let node = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "TreeEnsemble")
+            .expect("TreeEnsemble");
+        let modes = node
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == "nodes_modes")
+            .and_then(|a| a.t.as_mut())
+            .expect("nodes_modes tensor");
+        modes.raw_data[0] = 6;
+    });
+    assert_refused(
+        "member.onnx",
+        member,
+        &["set membership", "TreeEnsembleRegressor", "opset 3"],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn truncated_files_are_refused() {
     let onnx = seed_file("model.onnx");

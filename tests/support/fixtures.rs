@@ -200,6 +200,30 @@ pub async fn push_seed(
     .manifest
 }
 
+/// Pushes file `file` of tabular fixture `fixture` as `model`.
+pub async fn push_tabular(
+    registry: &maas_registry::Registry,
+    model: &str,
+    fixture: &str,
+    file: &str,
+) -> maas_core::Manifest {
+    maas_models::push(
+        registry,
+        maas_models::PushRequest {
+            model: maas_core::ModelName::new(model).expect("valid model name"),
+            file_name: file.into(),
+            bytes: bytes::Bytes::from(tabular_file(fixture, file)),
+            template: maas_core::ManifestTemplate::default(),
+            actor: "test".into(),
+            alias: None,
+            reason: None,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{fixture}/{file} pushes: {e}"))
+    .manifest
+}
+
 /// An embedding lookup: `ids [N, 3]` (INT64) → `Gather(table [10, 4], ids)` → `y [N, 3, 4]`.
 /// An id outside 0..10 is a bad input value (the client's error, not the model's).
 pub fn onnx_embedding() -> Vec<u8> {
@@ -292,6 +316,8 @@ pub struct TabularReference {
     pub labels: Vec<f64>,
     /// onnxruntime's outputs for `model.onnx`, by output name, flattened.
     pub onnxruntime: Vec<(String, Vec<f64>)>,
+    /// The whole document, for what the fields above flatten away (string labels).
+    pub raw: serde_json::Value,
 }
 
 impl TabularReference {
@@ -335,5 +361,15 @@ pub fn tabular_reference(name: &str) -> TabularReference {
             .and_then(|o| o.as_object())
             .map(|o| o.iter().map(|(k, v)| (k.clone(), flatten(v))).collect())
             .unwrap_or_default(),
+        raw: doc,
+    }
+}
+
+/// The strings of a (nested) JSON list, in order.
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::Array(items) => items.iter().flat_map(strings).collect(),
+        serde_json::Value::String(s) => vec![s.clone()],
+        other => vec![other.to_string()],
     }
 }

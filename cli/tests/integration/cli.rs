@@ -395,6 +395,131 @@ async fn score_local_files_with_errors_and_report() {
     );
 }
 
+/// A LightGBM classifier from its own text file and a scikit-learn pipeline of several inputs
+/// with string classes: `maas predict` prints labels, probabilities and classes; `maas score`
+/// writes `label` and `probability_<class>` columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabular_classifiers_predict_and_score_with_labels_and_probabilities() {
+    use maas_tests::fixtures::{strings, tabular_dir, tabular_reference};
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("maas-data").display().to_string();
+
+    // LightGBM: rows as JSON lists, NaN as null; integer labels stay integers.
+    let booster = tabular_dir("lightgbm-multiclass").join("model.txt");
+    ok(
+        &store,
+        &[],
+        &["push", "lgbm", &booster.display().to_string()],
+    )
+    .await;
+    let reference = tabular_reference("lightgbm-multiclass");
+    let width = reference.features.len();
+    let rows: Vec<Value> = reference
+        .inputs
+        .chunks(width)
+        .map(|row| {
+            row.iter()
+                .map(|&v| {
+                    if v.is_nan() {
+                        Value::Null
+                    } else {
+                        serde_json::json!(v)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let input = work.path().join("lgbm.json");
+    std::fs::write(&input, Value::Array(rows).to_string()).expect("write");
+    let printed: Value = serde_json::from_str(
+        &ok(
+            &store,
+            &[],
+            &["predict", "lgbm", "--input", &input.display().to_string()],
+        )
+        .await,
+    )
+    .expect("json");
+    let want: Vec<Value> = reference
+        .labels
+        .iter()
+        .map(|&l| serde_json::json!(l as i64))
+        .collect();
+    assert_eq!(printed["labels"], Value::Array(want), "{printed}");
+    assert_eq!(printed["classes"], serde_json::json!([0, 1, 2]));
+    let probabilities: Vec<f64> = printed["probabilities"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|p| p.as_f64().expect("p"))
+        })
+        .collect();
+    for (got, want) in probabilities
+        .iter()
+        .zip(reference.probabilities.as_ref().expect("p"))
+    {
+        assert!((got - want).abs() <= 1e-5, "{got} vs LightGBM's {want}");
+    }
+
+    // scikit-learn, several inputs: CSV columns named after the inputs.
+    let pipeline = tabular_dir("sklearn-several-inputs").join("model.onnx");
+    ok(
+        &store,
+        &[],
+        &["push", "churn", &pipeline.display().to_string()],
+    )
+    .await;
+    let reference = tabular_reference("sklearn-several-inputs");
+    let mut csv = String::from("tenure,spend,calls,plan");
+    for x in reference.inputs.chunks(4) {
+        csv.push_str(&format!(
+            "\n{:?},{:?},{:?},{}",
+            x[0], x[1], x[2], x[3] as i64
+        ));
+    }
+    let input = work.path().join("churn.csv");
+    std::fs::write(&input, &csv).expect("write");
+    let printed: Value = serde_json::from_str(
+        &ok(
+            &store,
+            &[],
+            &["predict", "churn", "--input", &input.display().to_string()],
+        )
+        .await,
+    )
+    .expect("json");
+    let labels = strings(&reference.raw["library"]["labels"]);
+    assert_eq!(strings(&printed["labels"]), labels);
+    assert_eq!(printed["classes"], serde_json::json!(["churn", "stay"]));
+
+    let output = work.path().join("churn-scored.csv");
+    ok(
+        &store,
+        &[],
+        &[
+            "score",
+            "churn",
+            &input.display().to_string(),
+            &output.display().to_string(),
+        ],
+    )
+    .await;
+    let scored = std::fs::read_to_string(&output).expect("output");
+    let mut lines = scored.lines();
+    assert_eq!(
+        lines.next(),
+        Some("tenure,spend,calls,plan,label,probability_churn,probability_stay")
+    );
+    let scored_labels: Vec<&str> = lines
+        .map(|l| l.split(',').nth(4).expect("label column"))
+        .collect();
+    assert_eq!(scored_labels, labels);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_scores_files_dropped_into_the_local_batch_input_folder() {
     // GIVEN the seed model in a local store, and `maas serve` over it

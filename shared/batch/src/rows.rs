@@ -5,7 +5,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 
-use maas_engine::LoadedModel;
+use maas_engine::{
+    ClassLabel, EngineError, Field, LoadedModel, RowAnswers, RowBatch, RowLayout, push_json_row,
+};
 use serde_json::{Value, json};
 
 use crate::BatchError;
@@ -21,32 +23,65 @@ pub struct RowCounts {
     pub rejected: u64,
 }
 
-/// How predictions are named: `prediction` or `prediction_{i}`, plus `label` when the manifest
-/// names classes.
-struct OutputShape {
+/// The columns (CSV) or keys (JSON lines) a scored row gets: a classifier's `label` and one
+/// `probability_<class>` per class; any other model's first output as `prediction` (one value
+/// per row) or `prediction_0`, `prediction_1`, ….
+struct OutputColumns {
+    classes: Option<Vec<ClassLabel>>,
     width: usize,
-    labelled: bool,
 }
 
-impl OutputShape {
+impl OutputColumns {
     fn of(model: &LoadedModel) -> Self {
         Self {
+            classes: model.classes().map(<[ClassLabel]>::to_vec),
             width: model.outputs().first().map_or(1, |o| o.row_width().max(1)),
-            labelled: model.has_labels(),
         }
     }
 
-    fn columns(&self) -> Vec<String> {
-        let mut cols: Vec<String> = if self.width == 1 {
-            vec!["prediction".into()]
-        } else {
-            (0..self.width).map(|i| format!("prediction_{i}")).collect()
-        };
-        if self.labelled {
-            cols.push("label".into());
+    fn names(&self) -> Vec<String> {
+        match &self.classes {
+            Some(classes) => std::iter::once("label".to_string())
+                .chain(classes.iter().map(|c| format!("probability_{c}")))
+                .collect(),
+            None if self.width == 1 => vec!["prediction".into()],
+            None => (0..self.width).map(|i| format!("prediction_{i}")).collect(),
         }
-        cols
     }
+
+    /// Row `row` of `answers` as JSON values, one per name.
+    fn values(&self, answers: &RowAnswers, row: usize) -> Result<Vec<Value>, BatchError> {
+        match (&self.classes, answers.classified()) {
+            (Some(_), Some(c)) => Ok(std::iter::once(c.labels[row].to_json())
+                .chain(c.probabilities_of(row).iter().map(|&p| f32_value(p)))
+                .collect()),
+            (Some(_), None) => Err(unreadable_classes()),
+            (None, _) => {
+                let one = answers.prediction_json(row);
+                Ok(match one {
+                    Value::Array(items) => items,
+                    scalar => vec![scalar],
+                })
+            }
+        }
+    }
+
+    /// Row `row` of `answers` as CSV cells, one per name.
+    fn cells(&self, answers: &RowAnswers, row: usize) -> Result<Vec<String>, BatchError> {
+        match (&self.classes, answers.classified()) {
+            (Some(_), Some(c)) => Ok(std::iter::once(c.labels[row].to_string())
+                .chain(c.probabilities_of(row).iter().map(f32::to_string))
+                .collect()),
+            (Some(_), None) => Err(unreadable_classes()),
+            (None, _) => Ok(answers.prediction_cells(row).collect()),
+        }
+    }
+}
+
+fn unreadable_classes() -> BatchError {
+    BatchError::Engine(EngineError::Inference {
+        message: "the classifier's probabilities don't have one column per class".into(),
+    })
 }
 
 /// A float32 as JSON in its shortest form (`0.9461776`, not `0.946177601814270`).
@@ -71,18 +106,9 @@ fn io_failure(e: std::io::Error) -> BatchError {
     BatchError::Input(e.to_string())
 }
 
-/// Row-shaped models only: one input whose rows are flat feature vectors.
-fn input_width(model: &LoadedModel) -> Result<usize, BatchError> {
-    if model.inputs().len() != 1 {
-        return Err(BatchError::Schema(
-            "batch scoring needs a model with one input; this one takes several".into(),
-        ));
-    }
-    Ok(model.inputs()[0].row_width())
-}
-
-/// Scores CSV rows. The columns used are the manifest's `features` (by name), or every column
-/// when the manifest names none and the file has exactly the model's input width.
+/// Scores CSV rows. The columns used are named by the model's [`RowLayout`] (the manifest's
+/// `features`, or the inputs' names), or are every column when the model takes that many values
+/// in order.
 pub fn score_csv(
     input: impl Read,
     model: &LoadedModel,
@@ -90,9 +116,8 @@ pub fn score_csv(
     mut errors: impl Write,
     chunk_rows: usize,
 ) -> Result<RowCounts, BatchError> {
-    let width = input_width(model)?;
-    let allow_non_finite = model.manifest().allow_non_finite;
-    let shape = OutputShape::of(model);
+    let layout = RowLayout::of(model)?;
+    let out_columns = OutputColumns::of(model);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -105,35 +130,19 @@ pub fn score_csv(
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim().to_string())
         .collect();
-    let columns: Vec<usize> = match &model.manifest().features {
-        Some(features) => features
-            .iter()
-            .map(|name| {
-                header_names.iter().position(|h| h == name).ok_or_else(|| {
-                    BatchError::Schema(format!(
-                        "the CSV has no column {name:?}, which the model needs"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        None if header_names.len() == width => (0..width).collect(),
-        None => {
-            return Err(BatchError::Schema(format!(
-                "the CSV has {} columns but the model takes {width} features and its manifest names none to pick by; give exactly {width} columns or push the model with `features`",
-                header_names.len()
-            )));
-        }
-    };
+    let columns = layout
+        .columns_of(&header_names)
+        .map_err(BatchError::Schema)?;
     let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(output);
     let mut out_header: Vec<String> = header_names.clone();
-    out_header.extend(shape.columns());
+    out_header.extend(out_columns.names());
     writer
         .write_record(&out_header)
         .map_err(|e| BatchError::Output(e.to_string()))?;
 
     let mut counts = RowCounts::default();
     let mut pending: Vec<csv::ByteRecord> = Vec::with_capacity(chunk_rows);
-    let mut values: Vec<f32> = Vec::with_capacity(chunk_rows * width);
+    let mut batch = layout.batch();
     let mut record = csv::ByteRecord::new();
     loop {
         let more = match reader.read_byte_record(&mut record) {
@@ -167,39 +176,39 @@ pub fn score_csv(
             reject(&mut errors, line, &reason, &mut counts)?;
             continue;
         }
-        let start = values.len();
-        let mut bad: Option<String> = None;
-        for &c in &columns {
-            let cell = String::from_utf8_lossy(&record[c]);
-            match cell.trim().parse::<f32>() {
-                Ok(v) if v.is_finite() || allow_non_finite => values.push(v),
-                Ok(_) => {
-                    bad = Some(format!(
-                        "column {:?} is {cell:?}; the model takes finite numbers",
-                        header_names[c]
-                    ));
-                    break;
-                }
-                Err(_) => {
-                    bad = Some(format!(
-                        "column {:?}: {cell:?} is not a number",
-                        header_names[c]
-                    ));
-                    break;
-                }
-            }
-        }
-        if let Some(reason) = bad {
-            values.truncate(start);
+        let pushed = batch.push_row(|k, _| match std::str::from_utf8(&record[columns[k]]) {
+            Ok(cell) => Field::Text(cell),
+            Err(_) => Field::Text("(not UTF-8)"),
+        });
+        if let Err(reason) = pushed {
+            let reason = if layout.is_named() {
+                format!("column {reason}")
+            } else {
+                reason
+            };
             reject(&mut errors, line, &reason, &mut counts)?;
             continue;
         }
         pending.push(record.clone());
         if pending.len() == chunk_rows {
-            flush_csv(model, &mut pending, &mut values, &mut writer, &mut counts)?;
+            flush_csv(
+                model,
+                &out_columns,
+                &mut pending,
+                &mut batch,
+                &mut writer,
+                &mut counts,
+            )?;
         }
     }
-    flush_csv(model, &mut pending, &mut values, &mut writer, &mut counts)?;
+    flush_csv(
+        model,
+        &out_columns,
+        &mut pending,
+        &mut batch,
+        &mut writer,
+        &mut counts,
+    )?;
     writer
         .flush()
         .map_err(|e| BatchError::Output(e.to_string()))?;
@@ -211,21 +220,25 @@ pub fn score_csv(
 
 fn flush_csv<W: Write>(
     model: &LoadedModel,
+    out_columns: &OutputColumns,
     pending: &mut Vec<csv::ByteRecord>,
-    values: &mut Vec<f32>,
+    batch: &mut RowBatch<'_>,
     writer: &mut csv::Writer<W>,
     counts: &mut RowCounts,
 ) -> Result<(), BatchError> {
     if pending.is_empty() {
         return Ok(());
     }
-    let predictions = model.predict_rows(std::mem::take(values), pending.len())?;
-    for (record, prediction) in pending.iter().zip(&predictions) {
+    let rows = batch.rows();
+    let answers = model.answer(batch.take_tensors()?, rows)?;
+    for (row, record) in pending.iter().enumerate() {
         let mut out: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
-        out.extend(prediction.iter().map(|p| p.to_string().into_bytes()));
-        if let Some(label) = model.label(prediction) {
-            out.push(label.as_bytes().to_vec());
-        }
+        out.extend(
+            out_columns
+                .cells(&answers, row)?
+                .into_iter()
+                .map(String::into_bytes),
+        );
         writer
             .write_record(&out)
             .map_err(|e| BatchError::Output(e.to_string()))?;
@@ -245,12 +258,11 @@ pub fn score_jsonl(
     mut errors: impl Write,
     chunk_rows: usize,
 ) -> Result<RowCounts, BatchError> {
-    let width = input_width(model)?;
-    let allow_non_finite = model.manifest().allow_non_finite;
-    let features = model.manifest().features.clone();
+    let layout = RowLayout::of(model)?;
+    let out_columns = OutputColumns::of(model);
+    let mut batch = layout.batch();
     let mut counts = RowCounts::default();
     let mut pending: Vec<Value> = Vec::with_capacity(chunk_rows);
-    let mut values: Vec<f32> = Vec::with_capacity(chunk_rows * width);
     let mut reader = BufReader::new(input);
     let mut bytes = Vec::new();
     let mut line_no = 0u64;
@@ -301,60 +313,30 @@ pub fn score_jsonl(
                 continue;
             }
         };
-        let start = values.len();
-        let parsed: Result<(), String> = match &row {
-            Value::Object(map) => {
-                match &features {
-                    Some(names) => names.iter().try_for_each(|name| {
-                        match map.get(name).and_then(Value::as_f64) {
-                            Some(v) => {
-                                values.push(v as f32);
-                                Ok(())
-                            }
-                            None => Err(format!("feature {name:?} is missing or not a number")),
-                        }
-                    }),
-                    None => Err(format!(
-                        "the row is an object but the model's manifest names no features; send arrays of {width} numbers"
-                    )),
-                }
-            }
-            Value::Array(items) if items.len() == width => {
-                items
-                    .iter()
-                    .enumerate()
-                    .try_for_each(|(i, v)| match v.as_f64() {
-                        Some(x) => {
-                            values.push(x as f32);
-                            Ok(())
-                        }
-                        None => Err(format!("value {i} is {v}, not a number")),
-                    })
-            }
-            Value::Array(items) => Err(format!(
-                "the row has {} values but the model takes {width}",
-                items.len()
-            )),
-            other => Err(format!("the row is {other}, not an object or an array")),
-        };
-        let parsed = parsed.and_then(|()| {
-            if !allow_non_finite && values[start..].iter().any(|v| !v.is_finite()) {
-                Err("a value is too large for FP32 (infinite)".to_string())
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(reason) = parsed {
-            values.truncate(start);
+        if let Err(reason) = push_json_row(&mut batch, &row) {
             reject(&mut errors, line_no, &reason, &mut counts)?;
             continue;
         }
         pending.push(row);
         if pending.len() == chunk_rows {
-            flush_jsonl(model, &mut pending, &mut values, &mut output, &mut counts)?;
+            flush_jsonl(
+                model,
+                &out_columns,
+                &mut pending,
+                &mut batch,
+                &mut output,
+                &mut counts,
+            )?;
         }
     }
-    flush_jsonl(model, &mut pending, &mut values, &mut output, &mut counts)?;
+    flush_jsonl(
+        model,
+        &out_columns,
+        &mut pending,
+        &mut batch,
+        &mut output,
+        &mut counts,
+    )?;
     output
         .flush()
         .map_err(|e| BatchError::Output(e.to_string()))?;
@@ -405,21 +387,19 @@ fn read_bounded_line(
 
 fn flush_jsonl(
     model: &LoadedModel,
+    out_columns: &OutputColumns,
     pending: &mut Vec<Value>,
-    values: &mut Vec<f32>,
+    batch: &mut RowBatch<'_>,
     output: &mut impl Write,
     counts: &mut RowCounts,
 ) -> Result<(), BatchError> {
     if pending.is_empty() {
         return Ok(());
     }
-    let predictions = model.predict_rows(std::mem::take(values), pending.len())?;
-    for (row, prediction) in pending.drain(..).zip(&predictions) {
-        let value = if prediction.len() == 1 {
-            f32_value(prediction[0])
-        } else {
-            Value::Array(prediction.iter().copied().map(f32_value).collect())
-        };
+    let rows = batch.rows();
+    let answers = model.answer(batch.take_tensors()?, rows)?;
+    let names = out_columns.names();
+    for (row_ix, row) in pending.drain(..).enumerate() {
         let mut doc = match row {
             Value::Object(map) => map,
             other => {
@@ -428,9 +408,13 @@ fn flush_jsonl(
                 map
             }
         };
-        doc.insert("prediction".into(), value);
-        if let Some(label) = model.label(prediction) {
-            doc.insert("label".into(), json!(label));
+        if out_columns.classes.is_none() {
+            // One key for the whole prediction: a value, or a list of them.
+            doc.insert("prediction".into(), answers.prediction_json(row_ix));
+        } else {
+            for (name, value) in names.iter().zip(out_columns.values(&answers, row_ix)?) {
+                doc.insert(name.clone(), value);
+            }
         }
         writeln!(output, "{}", Value::Object(doc))
             .map_err(|e| BatchError::Output(e.to_string()))?;

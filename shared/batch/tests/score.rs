@@ -130,7 +130,10 @@ async fn csv_rows_are_scored_bad_rows_reported_and_redelivery_changes_nothing() 
         })
         .collect();
     assert_eq!(lines, bad_lines, "exactly the planted rows, by line");
-    assert!(errors.contains("\\\"abc\\\" is not a number"), "{errors}");
+    assert!(
+        errors.contains("\\\"f10\\\" is \\\"abc\\\", not a number"),
+        "{errors}"
+    );
     assert!(
         errors.contains("2 fields") || errors.contains("4 fields"),
         "{errors}"
@@ -602,4 +605,152 @@ async fn scoring_with_a_fault_at_any_call_publishes_whole_outputs_or_none() {
         }
     }
     eprintln!("scoring: {calls} calls, {tried} faulty runs");
+}
+
+/// A scikit-learn pipeline exported with one input per column (three FP32, one INT64 plan id)
+/// and string classes: CSV columns map to the inputs by name, whatever their order and with
+/// extra columns beside; each row gains `label` and `probability_churn` / `probability_stay`,
+/// as scikit-learn answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classifier_with_several_inputs_scores_csv_columns_by_input_name() {
+    use maas_tests::fixtures::{push_tabular, strings, tabular_reference};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: SharedStore = Arc::new(LocalFsStore::open(dir.path()).expect("store"));
+    push_tabular(
+        &Registry::new(store.clone()),
+        "churn",
+        "sklearn-several-inputs",
+        "model.onnx",
+    )
+    .await;
+    let reference = tabular_reference("sklearn-several-inputs");
+    let rows = reference.rows();
+    let mut csv = String::from("customer,plan,calls,spend,tenure\n");
+    for r in 0..rows {
+        let x = &reference.inputs[r * 4..r * 4 + 4];
+        csv.push_str(&format!(
+            "c{r},{},{:?},{:?},{:?}\n",
+            x[3] as i64, x[2], x[1], x[0]
+        ));
+    }
+    csv.push_str("bad-plan,1.5,0,0,0\n");
+    let key = "batch/input/churn/today.csv";
+    store
+        .put(key, Bytes::from(csv), PutCondition::None)
+        .await
+        .expect("upload");
+    let ScoreOutcome::Scored(report) = BatchScorer::new(store.clone())
+        .with_chunk_rows(5)
+        .score(key)
+        .await
+        .expect("score")
+    else {
+        panic!("scored");
+    };
+    assert_eq!((report.rows_scored, report.rows_rejected), (rows as u64, 1));
+    let output = text(&store, &report.output_key).await;
+    let mut reader = csv::Reader::from_reader(output.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        headers[5..],
+        ["label", "probability_churn", "probability_stay"]
+    );
+    let labels = strings(&reference.raw["library"]["labels"]);
+    let probabilities = &reference.probabilities.as_ref().expect("probabilities");
+    for (r, record) in reader.records().enumerate() {
+        let record = record.expect("record");
+        assert_eq!(record.get(0), Some(format!("c{r}").as_str()));
+        assert_eq!(record.get(5), Some(labels[r].as_str()), "row {r}: label");
+        for c in 0..2 {
+            let p: f64 = record.get(6 + c).expect("cell").parse().expect("number");
+            let want = probabilities[r * 2 + c];
+            assert!(
+                (p - want).abs() <= 1e-5,
+                "row {r}: {p} vs scikit-learn's {want}"
+            );
+        }
+    }
+    let errors = text(&store, &report.errors_key).await;
+    assert!(
+        errors.contains("plan") && errors.contains("not an integer"),
+        "{errors}"
+    );
+}
+
+/// An XGBoost binary classifier from its own JSON file: JSON lines by the file's feature
+/// names, a missing value as `null`, integer labels kept as integers, one probability per
+/// class, matching XGBoost's own `predict_proba`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booster_classifier_scores_json_lines_with_integer_labels() {
+    use maas_tests::fixtures::{push_tabular, tabular_reference};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: SharedStore = Arc::new(LocalFsStore::open(dir.path()).expect("store"));
+    let manifest = push_tabular(
+        &Registry::new(store.clone()),
+        "xgb",
+        "xgboost-binary",
+        "model.json",
+    )
+    .await;
+    let features = manifest
+        .features
+        .clone()
+        .expect("feature names from the file");
+    let reference = tabular_reference("xgboost-binary");
+    let width = features.len();
+    let mut body = String::new();
+    for r in 0..reference.rows() {
+        let mut row = serde_json::Map::new();
+        for (j, name) in features.iter().enumerate() {
+            let v = reference.inputs[r * width + j];
+            row.insert(
+                name.clone(),
+                if v.is_nan() {
+                    Value::Null
+                } else {
+                    Value::from(f64::from(v))
+                },
+            );
+        }
+        body.push_str(&Value::Object(row).to_string());
+        body.push('\n');
+    }
+    let key = "batch/input/xgb/rows.jsonl";
+    store
+        .put(key, Bytes::from(body), PutCondition::None)
+        .await
+        .expect("upload");
+    let ScoreOutcome::Scored(report) = BatchScorer::new(store.clone())
+        .score(key)
+        .await
+        .expect("score")
+    else {
+        panic!("scored");
+    };
+    assert_eq!(report.rows_rejected, 0);
+    let output = text(&store, &report.output_key).await;
+    let probabilities = reference.probabilities.as_ref().expect("probabilities");
+    for (r, line) in output.lines().enumerate() {
+        let doc: Value = serde_json::from_str(line).expect("json line");
+        assert_eq!(
+            doc["label"],
+            Value::from(reference.labels[r] as i64),
+            "row {r}: {doc}"
+        );
+        for c in 0..2 {
+            let p = doc[format!("probability_{c}")]
+                .as_f64()
+                .expect("probability");
+            let want = probabilities[r * 2 + c];
+            assert!(
+                (p - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "row {r}: {p} vs {want}"
+            );
+        }
+    }
 }

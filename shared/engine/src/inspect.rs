@@ -272,11 +272,12 @@ fn smoke_test(
     template: &ManifestTemplate,
 ) -> Result<(), EngineError> {
     if let Some(features) = &template.features {
-        let width = inspected.inputs.first().map_or(0, TensorSpec::row_width);
+        // The features name every input's values, input after input.
+        let width: usize = inspected.inputs.iter().map(TensorSpec::row_width).sum();
         if features.len() != width {
             return Err(EngineError::UnsupportedModel {
                 message: format!(
-                    "the manifest names {} features but the model's input takes {width}",
+                    "the manifest names {} features but the model's inputs take {width} values per row",
                     features.len()
                 ),
             });

@@ -13,18 +13,23 @@
 //! and manifests, so engines can change without touching the HTTP layer, the CLI or batch
 //! scoring.
 
+mod answer;
 mod dense;
 mod inspect;
+mod layout;
 mod mlp;
 mod onnx;
 mod onnx_ml;
+mod onnx_ml_encode;
 mod onnx_scan;
 mod predictor;
 mod tensor;
 pub mod threads;
 mod trees;
 
+pub use answer::{ClassLabel, Classified, RowAnswers};
 pub use inspect::{CODE_VERSION, InspectedModel, detect_format, inspect};
+pub use layout::{Field, RowBatch, RowLayout, push_json_row};
 pub use predictor::{LoadTimings, LoadedModel};
 pub use tensor::{Tensor, TensorData};
 
@@ -57,14 +62,16 @@ pub enum EngineError {
         /// What is wrong.
         message: String,
     },
-    /// ONNX operators tract does not implement.
+    /// ONNX operators neither tract nor maas implements.
     #[error(
-        "the ONNX graph uses operators maas can't run: {}; re-export the model without them (e.g. a lower opset or simpler layers)",
+        "the ONNX graph uses operators maas can't run: {}; {advice}",
         ops.join(", ")
     )]
     UnsupportedOperators {
         /// Operator names (domain-qualified when not the default domain).
         ops: Vec<String>,
+        /// How to export the model without them.
+        advice: String,
     },
     /// A model that parses but can't be served as described.
     #[error("{message}")]

@@ -13,6 +13,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::EngineError;
+use crate::answer::ClassifierOutputs;
 use crate::dense::{Activation, DensePlan, LayerWeights, Weights};
 use crate::onnx_scan as scan;
 use crate::predictor::Predictor;
@@ -33,6 +34,8 @@ pub(crate) struct OnnxPredictor {
     outputs: Vec<TensorSpec>,
     /// The graph takes NaN as a missing value (it has tree ensembles or an imputer).
     takes_missing_values: bool,
+    /// Where the label and probabilities are, for a graph ending in a classifier.
+    classifier: Option<ClassifierOutputs>,
 }
 
 impl std::fmt::Debug for OnnxPredictor {
@@ -82,6 +85,7 @@ fn datatype_of(dt: DatumType) -> Option<DataType> {
         DatumType::F16 => DataType::Fp16,
         DatumType::F32 => DataType::Fp32,
         DatumType::F64 => DataType::Fp64,
+        DatumType::String => DataType::Bytes,
         _ => return None,
     })
 }
@@ -107,7 +111,7 @@ fn spec_of(name: String, fact: &TypedFact) -> Result<TensorSpec, EngineError> {
 
 fn load_error(e: impl std::fmt::Display) -> EngineError {
     EngineError::UnsupportedModel {
-        message: format!("tract could not prepare the ONNX graph: {e}"),
+        message: format!("tract could not prepare the ONNX graph: {e:#}"),
     }
 }
 
@@ -156,6 +160,8 @@ impl OnnxPredictor {
             });
         }
         crate::onnx_ml::serve_zipmap_inputs(&mut proto);
+        let classes = proto.graph.as_ref().and_then(crate::onnx_ml::graph_classes);
+        crate::onnx_ml::label_linear_classifiers_by_position(&mut proto);
         let Some(graph) = proto.graph.as_ref() else {
             return Err(EngineError::CorruptFile {
                 message: "the ONNX file holds no graph".into(),
@@ -175,7 +181,11 @@ impl OnnxPredictor {
             })
             .collect();
         if !unsupported.is_empty() {
-            return Err(EngineError::UnsupportedOperators { ops: unsupported });
+            let advice = crate::onnx_ml::export_advice(&unsupported);
+            return Err(EngineError::UnsupportedOperators {
+                ops: unsupported,
+                advice,
+            });
         }
         let takes_missing_values = ops.iter().any(|(domain, op)| {
             domain == "ai.onnx.ml"
@@ -218,12 +228,15 @@ impl OnnxPredictor {
                 .unwrap_or_else(|| typed.node(outlet.node).name.clone());
             outputs.push(spec_of(name, typed.output_fact(ix).map_err(load_error)?)?);
         }
+        let classifier =
+            classes.and_then(|classes| crate::onnx_ml::classifier_outputs(classes, &outputs));
         let plan = typed.into_runnable().map_err(load_error)?;
         Ok(Self {
             execution: Execution::Tract(plan),
             inputs,
             outputs,
             takes_missing_values,
+            classifier,
         })
     }
 }
@@ -269,6 +282,9 @@ fn to_tract(t: MaasTensor) -> Result<TValue, EngineError> {
         TensorData::F64(v) => Tensor::from_shape(&t.shape, v),
         TensorData::I32(v) => Tensor::from_shape(&t.shape, v),
         TensorData::I64(v) => Tensor::from_shape(&t.shape, v),
+        TensorData::Bytes(v) => tract_ndarray::Array::from_shape_vec(t.shape.clone(), v.clone())
+            .map(|a| a.into_tensor())
+            .map_err(|e| TractError::msg(e.to_string())),
     }
     .map_err(bad)?;
     Ok(tensor.into_tvalue())
@@ -287,6 +303,12 @@ fn from_tract(name: &str, value: &TValue) -> Result<MaasTensor, EngineError> {
         DatumType::F64 => TensorData::F64(plain(value).map_err(failed)?),
         DatumType::I32 => TensorData::I32(plain(value).map_err(failed)?),
         DatumType::I64 => TensorData::I64(plain(value).map_err(failed)?),
+        DatumType::String => TensorData::Bytes(
+            value
+                .try_as_plain_ram()
+                .and_then(|t| t.as_slice::<String>().map(<[String]>::to_vec))
+                .map_err(failed)?,
+        ),
         DatumType::TDim => {
             TensorData::I64(plain(&*value.cast_to::<i64>().map_err(failed)?).map_err(failed)?)
         }
@@ -313,6 +335,10 @@ impl Predictor for OnnxPredictor {
             Execution::Tract(_) => "tract",
             Execution::Dense(plan) => crate::dense::executor(plan),
         }
+    }
+
+    fn classifier(&self) -> Option<ClassifierOutputs> {
+        self.classifier.clone()
     }
 
     fn run(&self, inputs: Vec<MaasTensor>) -> Result<Vec<MaasTensor>, EngineError> {
@@ -563,6 +589,7 @@ pub(crate) fn dense_chain(graph: &scan::Graph<'_>) -> Option<OnnxPredictor> {
         outputs: vec![spec(output.name, width)],
         execution: Execution::Dense(plan),
         takes_missing_values: false,
+        classifier: None,
     })
 }
 

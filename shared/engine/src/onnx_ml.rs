@@ -35,6 +35,166 @@ fn register(register: &mut OnnxOpRegister) {
     register.insert("Scaler", scaler);
     register.insert("Imputer", imputer);
     register.insert("Binarizer", binarizer);
+    register.insert("TreeEnsemble", tree_ensemble_v5);
+    register.insert("OneHotEncoder", crate::onnx_ml_encode::one_hot_encoder);
+    register.insert("LabelEncoder", crate::onnx_ml_encode::label_encoder);
+}
+
+/// The classes of a graph ending in a classifier (`TreeEnsembleClassifier`,
+/// `LinearClassifier`, `SVMClassifier`), from the node's `classlabels_*`; `None` when it has
+/// none, or classifiers that disagree on their classes.
+pub(crate) fn graph_classes(
+    graph: &tract_onnx::pb::GraphProto,
+) -> Option<Vec<crate::answer::ClassLabel>> {
+    use crate::answer::ClassLabel;
+    let mut found: Option<Vec<ClassLabel>> = None;
+    for node in graph.node.iter().filter(|n| {
+        n.domain == "ai.onnx.ml"
+            && matches!(
+                n.op_type.as_str(),
+                "TreeEnsembleClassifier" | "LinearClassifier" | "SVMClassifier"
+            )
+    }) {
+        let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+        let classes: Vec<ClassLabel> = match (
+            attr("classlabels_int64s"),
+            attr("classlabels_strings"),
+            attr("classlabels_ints"),
+        ) {
+            (Some(a), _, _) | (None, None, Some(a)) => {
+                a.ints.iter().copied().map(ClassLabel::Int).collect()
+            }
+            (None, Some(a), _) => a
+                .strings
+                .iter()
+                .map(|s| ClassLabel::Text(String::from_utf8_lossy(s).into_owned()))
+                .collect(),
+            (None, None, None) => return None,
+        };
+        match &found {
+            Some(seen) if *seen != classes => return None,
+            _ => found = Some(classes),
+        }
+    }
+    found
+}
+
+/// Where a classifier with `classes` puts its answer among the graph's `outputs`: the label
+/// as the output of one value per row (`INT64` or `BYTES`), the probabilities as the `FP32`
+/// output with one column per class (or one, for two classes).
+pub(crate) fn classifier_outputs(
+    classes: Vec<crate::answer::ClassLabel>,
+    outputs: &[maas_core::TensorSpec],
+) -> Option<crate::answer::ClassifierOutputs> {
+    use maas_core::DataType;
+    let label = outputs.iter().position(|o| {
+        matches!(o.datatype, DataType::Int64 | DataType::Bytes)
+            && (o.shape.len() == 1 || (o.shape.len() == 2 && o.shape[1] == 1))
+    });
+    let probabilities = outputs.iter().position(|o| {
+        o.datatype == DataType::Fp32
+            && o.shape.len() == 2
+            && (o.shape[1] == classes.len() as i64 || (o.shape[1] == 1 && classes.len() == 2))
+    })?;
+    Some(crate::answer::ClassifierOutputs {
+        classes,
+        label,
+        probabilities,
+    })
+}
+
+/// tract's `LinearClassifier` can't label with strings (it builds a default string label from
+/// `Zero`, which strings lack). Each such node is rewritten before parsing to label by position
+/// (`classlabels_ints` 0, 1, …), followed by a `LabelEncoder` from position to string under
+/// the original output name.
+pub(crate) fn label_linear_classifiers_by_position(proto: &mut tract_onnx::pb::ModelProto) {
+    use tract_onnx::pb::{AttributeProto, NodeProto, attribute_proto::AttributeType};
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
+    let mut added = Vec::new();
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.domain == "ai.onnx.ml" && n.op_type == "LinearClassifier")
+    {
+        let Some(at) = node
+            .attribute
+            .iter()
+            .position(|a| a.name == "classlabels_strings")
+        else {
+            continue;
+        };
+        let Some(label_output) = node.output.first().cloned() else {
+            continue;
+        };
+        let strings = node.attribute.remove(at).strings;
+        let positions: Vec<i64> = (0..strings.len() as i64).collect();
+        node.attribute.push(AttributeProto {
+            name: "classlabels_ints".into(),
+            r#type: AttributeType::Ints as i32,
+            ints: positions.clone(),
+            ..AttributeProto::default()
+        });
+        let by_position = format!("{label_output}.position");
+        node.output[0] = by_position.clone();
+        let label_node = format!("{label_output}.position_to_label");
+        added.push(NodeProto {
+            name: label_node,
+            op_type: "LabelEncoder".into(),
+            domain: "ai.onnx.ml".into(),
+            input: vec![by_position],
+            output: vec![label_output],
+            attribute: vec![
+                AttributeProto {
+                    name: "keys_int64s".into(),
+                    r#type: AttributeType::Ints as i32,
+                    ints: positions,
+                    ..AttributeProto::default()
+                },
+                AttributeProto {
+                    name: "values_strings".into(),
+                    r#type: AttributeType::Strings as i32,
+                    strings,
+                    ..AttributeProto::default()
+                },
+                AttributeProto {
+                    name: "default_string".into(),
+                    r#type: AttributeType::String as i32,
+                    s: Vec::new(),
+                    ..AttributeProto::default()
+                },
+            ],
+            ..NodeProto::default()
+        });
+    }
+    // Nodes are in topological order; each new node follows its classifier, so at the end is fine.
+    graph.node.extend(added);
+}
+
+/// How to export a model without `ops` (names as [`crate::EngineError::UnsupportedOperators`]
+/// gives them): the exporter option that avoids each, where there is one.
+pub(crate) fn export_advice(ops: &[String]) -> String {
+    let mut advice: Vec<&str> = Vec::new();
+    for line in ops.iter().map(|op| match op.as_str() {
+            "ai.onnx.ml.SVMClassifier" | "ai.onnx.ml.SVMRegressor" => {
+                "maas has no support-vector kernels: export a linear model (LinearSVC / LinearSVR and LogisticRegression export as LinearClassifier / LinearRegressor) or a tree ensemble instead"
+            }
+            "ai.onnx.ml.DictVectorizer" | "ai.onnx.ml.CastMap" | "ai.onnx.ml.FeatureVectorizer" => {
+                "export the model from a float array rather than dicts or a DataFrame of mixed columns (skl2onnx: to_onnx(model, X[:1].astype(numpy.float32)), or one FloatTensorType / Int64TensorType per column in initial_types)"
+            }
+            "StringNormalizer" | "TfIdfVectorizer" | "Tokenizer" | "RegexFullMatch" | "StringSplit" | "StringConcat" => {
+                "maas serves numeric features only: encode text before the model and export from the numeric matrix"
+            }
+            _ => {
+                "re-export the model without them: a lower opset (skl2onnx and onnxmltools: target_opset={'': 17, 'ai.onnx.ml': 3}; torch.onnx.export: opset_version=17) or simpler layers"
+            }
+        }) {
+        if !advice.contains(&line) {
+            advice.push(line);
+        }
+    }
+    advice.join("; ")
 }
 
 /// Replaces every `ZipMap` of the main graph by the identity: its output, under the same name,
@@ -156,6 +316,67 @@ fn tree_ensemble_regressor(
         features_read(&attributes),
     )
     .map_err(|e| format_err!("{e}"))?;
+    Ok((expand(TreeEnsemble::new(model)), vec![]))
+}
+
+/// ai.onnx.ml opset 5's `TreeEnsemble`: one `FP32 [rows, n_targets]` output.
+fn tree_ensemble_v5(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let tensor = |name: &str| -> TractResult<Option<Tensor>> {
+        match node.get_attr_opt::<&tract_onnx::pb::TensorProto>(name)? {
+            Some(proto) => Ok(Some(tract_onnx::tensor::load_tensor(
+                &*ctx.framework.provider,
+                proto,
+                ctx.model_dir,
+            )?)),
+            None => Ok(None),
+        }
+    };
+    let required = |name: &str| -> TractResult<Tensor> {
+        tensor(name)?.ok_or_else(|| format_err!("TreeEnsemble without {name}"))
+    };
+    let doubles = |t: Tensor| -> TractResult<Vec<f64>> {
+        Ok(t.cast_to::<f64>()?
+            .try_as_plain_ram()?
+            .as_slice::<f64>()?
+            .to_vec())
+    };
+    if tensor("membership_values")?.is_some() {
+        bail!(
+            "TreeEnsemble splits on set membership (membership_values) are not supported; export with the older TreeEnsembleRegressor / TreeEnsembleClassifier (ai.onnx.ml opset 3)"
+        );
+    }
+    let modes = required("nodes_modes")?;
+    let attributes = maas_trees::onnx::TreeEnsembleV5 {
+        tree_roots: ints(node, "tree_roots")?,
+        nodes_featureids: ints(node, "nodes_featureids")?,
+        nodes_modes: modes
+            .cast_to::<u8>()?
+            .try_as_plain_ram()?
+            .as_slice::<u8>()?
+            .to_vec(),
+        nodes_splits: doubles(required("nodes_splits")?)?,
+        nodes_truenodeids: ints(node, "nodes_truenodeids")?,
+        nodes_trueleafs: ints(node, "nodes_trueleafs")?,
+        nodes_falsenodeids: ints(node, "nodes_falsenodeids")?,
+        nodes_falseleafs: ints(node, "nodes_falseleafs")?,
+        nodes_missing_value_tracks_true: ints(node, "nodes_missing_value_tracks_true")?,
+        leaf_targetids: ints(node, "leaf_targetids")?,
+        leaf_weights: doubles(required("leaf_weights")?)?,
+        n_targets: node.get_attr_opt::<i64>("n_targets")?.unwrap_or(1),
+        aggregate_function: node.get_attr_opt::<i64>("aggregate_function")?.unwrap_or(1),
+        post_transform: node.get_attr_opt::<i64>("post_transform")?.unwrap_or(0),
+    };
+    let n_features = attributes
+        .nodes_featureids
+        .iter()
+        .filter_map(|&f| usize::try_from(f).ok())
+        .max()
+        .map_or(1, |f| f + 1);
+    let model = maas_trees::onnx::tree_ensemble_v5(&attributes, n_features)
+        .map_err(|e| format_err!("{e}"))?;
     Ok((expand(TreeEnsemble::new(model)), vec![]))
 }
 
@@ -423,11 +644,8 @@ fn imputer(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    if node
-        .get_attr_opt_vec::<i64>("imputed_value_int64s")?
-        .is_some()
-    {
-        bail!("Imputer on int64 features is not supported; impute float features");
+    if let Some(op) = crate::onnx_ml_encode::int_imputer(node)? {
+        return Ok((op, vec![]));
     }
     let imputed = node
         .get_attr_opt_vec::<f32>("imputed_value_floats")?

@@ -8,6 +8,7 @@ use std::time::Instant;
 use maas_core::{Manifest, ModelFormat, Postprocess, Preprocess, TensorSpec};
 
 use crate::EngineError;
+use crate::answer::{ClassLabel, ClassifierOutputs, RowAnswers};
 use crate::mlp::MlpPredictor;
 use crate::onnx::OnnxPredictor;
 use crate::tensor::{Tensor, TensorData};
@@ -23,6 +24,11 @@ pub(crate) trait Predictor: Send + Sync + std::fmt::Debug {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError>;
     /// What runs the graph: `tract`, `candle` or `dense-avx512` / `dense-avx2`.
     fn executor(&self) -> &'static str;
+    /// Where a classifier's label and probabilities are among the outputs, when the model
+    /// itself says (a graph's classifier node, a booster's objective).
+    fn classifier(&self) -> Option<ClassifierOutputs> {
+        None
+    }
 }
 
 /// Timings of loading one version, for cold-start reporting.
@@ -39,6 +45,7 @@ pub struct LoadTimings {
 pub struct LoadedModel {
     manifest: Arc<Manifest>,
     predictor: Arc<dyn Predictor>,
+    classifier: Option<Arc<ClassifierOutputs>>,
     artifact_bytes: usize,
     timings: LoadTimings,
 }
@@ -68,9 +75,14 @@ impl LoadedModel {
             | ModelFormat::LightgbmText) => Arc::new(TreePredictor::load(format, artifact)?),
         };
         check_preprocess(&manifest)?;
+        let classifier = predictor
+            .classifier()
+            .or_else(|| labels_from_manifest(&manifest))
+            .map(Arc::new);
         Ok(Self {
             manifest: Arc::new(manifest),
             predictor,
+            classifier,
             artifact_bytes: artifact.len(),
             timings: LoadTimings {
                 fetch_ms: 0.0,
@@ -106,32 +118,10 @@ impl LoadedModel {
         self.artifact_bytes
     }
 
-    /// The class label of one postprocessed prediction row, when the manifest names labels:
-    /// the most probable class for softmax, `labels[p >= 0.5]` for a sigmoid.
-    pub fn label(&self, prediction: &[f32]) -> Option<&str> {
-        let (labels, binary) = match &self.manifest.postprocess {
-            Postprocess::Softmax { labels: Some(l) } => (l, false),
-            Postprocess::Sigmoid { labels: Some(l) } => (l, true),
-            _ => return None,
-        };
-        let ix = if binary {
-            usize::from(prediction.first().is_some_and(|p| *p >= 0.5))
-        } else {
-            prediction
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
-        };
-        labels.get(ix).map(String::as_str)
-    }
-
-    /// Whether predictions of this model carry a class label (see [`LoadedModel::label`]).
-    pub fn has_labels(&self) -> bool {
-        matches!(
-            &self.manifest.postprocess,
-            Postprocess::Softmax { labels: Some(_) } | Postprocess::Sigmoid { labels: Some(_) }
-        )
+    /// The classes of a classifier, in the order of its probabilities: from the model itself
+    /// (a graph's classifier node, a booster's objective) or from the manifest's `labels`.
+    pub fn classes(&self) -> Option<&[ClassLabel]> {
+        self.classifier.as_deref().map(|c| c.classes.as_slice())
     }
 
     /// How long fetching and building took.
@@ -159,6 +149,17 @@ impl LoadedModel {
             tensor.name = spec.name.clone();
         }
         Ok(outputs)
+    }
+
+    /// Runs a batch of `rows` rows (see [`LoadedModel::predict`]) and reads the answer row by
+    /// row: the first output, and a classifier's labels and probabilities.
+    pub fn answer(&self, inputs: Vec<Tensor>, rows: usize) -> Result<RowAnswers, EngineError> {
+        let outputs = self.predict(inputs)?;
+        RowAnswers::read(outputs, rows, self.classifier.as_deref()).ok_or_else(|| {
+            EngineError::Inference {
+                message: "the model produced no output".into(),
+            }
+        })
     }
 
     /// Convenience for row-shaped models: `rows` rows of `width` features in, one `Vec<f32>`
@@ -282,6 +283,20 @@ impl LoadedModel {
             })?;
         Ok(Tensor { data, ..tensor })
     }
+}
+
+/// A network whose manifest names labels: its first output holds the probabilities (softmax),
+/// or one sigmoid column for two labels.
+fn labels_from_manifest(manifest: &Manifest) -> Option<ClassifierOutputs> {
+    let labels = match &manifest.postprocess {
+        Postprocess::Softmax { labels: Some(l) } | Postprocess::Sigmoid { labels: Some(l) } => l,
+        _ => return None,
+    };
+    Some(ClassifierOutputs {
+        classes: labels.iter().cloned().map(ClassLabel::Text).collect(),
+        label: None,
+        probabilities: 0,
+    })
 }
 
 fn check_preprocess(manifest: &Manifest) -> Result<(), EngineError> {

@@ -17,6 +17,8 @@ pub enum TensorData {
     I32(Vec<i32>),
     /// 64-bit integers (`INT64`).
     I64(Vec<i64>),
+    /// Strings (`BYTES`): class labels of classifiers trained on string targets.
+    Bytes(Vec<String>),
 }
 
 /// The first element `bad` holds for. Every request is scanned, so the scan runs in blocks
@@ -39,6 +41,7 @@ impl TensorData {
             TensorData::F64(v) => v.len(),
             TensorData::I32(v) => v.len(),
             TensorData::I64(v) => v.len(),
+            TensorData::Bytes(v) => v.len(),
         }
     }
 
@@ -54,6 +57,7 @@ impl TensorData {
             TensorData::F64(_) => DataType::Fp64,
             TensorData::I32(_) => DataType::Int32,
             TensorData::I64(_) => DataType::Int64,
+            TensorData::Bytes(_) => DataType::Bytes,
         }
     }
 
@@ -62,7 +66,7 @@ impl TensorData {
         match self {
             TensorData::F32(v) => first_non_finite(v, |x| !x.is_finite()),
             TensorData::F64(v) => first_non_finite(v, |x| !x.is_finite()),
-            TensorData::I32(_) | TensorData::I64(_) => None,
+            TensorData::I32(_) | TensorData::I64(_) | TensorData::Bytes(_) => None,
         }
     }
 
@@ -81,12 +85,14 @@ impl TensorData {
                 TensorData::F64(v) => v.into_iter().map(|x| x as f32).collect(),
                 TensorData::I32(v) => v.into_iter().map(|x| x as f32).collect(),
                 TensorData::I64(v) => v.into_iter().map(|x| x as f32).collect(),
+                TensorData::Bytes(_) => return Err(unsupported(from)),
             }),
             DataType::Fp64 => TensorData::F64(match self {
                 TensorData::F32(v) => v.into_iter().map(f64::from).collect(),
                 TensorData::F64(v) => v,
                 TensorData::I32(v) => v.into_iter().map(f64::from).collect(),
                 TensorData::I64(v) => v.into_iter().map(|x| x as f64).collect(),
+                TensorData::Bytes(_) => return Err(unsupported(from)),
             }),
             DataType::Int64 => TensorData::I64(match self {
                 TensorData::I32(v) => v.into_iter().map(i64::from).collect(),
@@ -109,14 +115,52 @@ impl TensorData {
         })
     }
 
-    /// The values as `f32` (lossy for 64-bit types), for postprocessing and printing.
+    /// The values as `f32` (lossy for 64-bit types), for postprocessing and printing; a
+    /// string that is not a number is NaN.
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match self {
             TensorData::F32(v) => v.clone(),
             TensorData::F64(v) => v.iter().map(|&x| x as f32).collect(),
             TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
             TensorData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::Bytes(v) => v.iter().map(|s| s.parse().unwrap_or(f32::NAN)).collect(),
         }
+    }
+
+    /// Element `ix` as JSON in its own type (a float in its shortest form, an integer as an
+    /// integer, a string as a string); `null` past the end or for a non-finite float.
+    pub fn json_at(&self, ix: usize) -> serde_json::Value {
+        use serde_json::Value;
+        let float = |x: f64, shortest: String| {
+            if x.is_finite() {
+                shortest
+                    .parse::<serde_json::Number>()
+                    .map_or(Value::Null, Value::Number)
+            } else {
+                Value::Null
+            }
+        };
+        match self {
+            TensorData::F32(v) => v
+                .get(ix)
+                .map_or(Value::Null, |&x| float(f64::from(x), x.to_string())),
+            TensorData::F64(v) => v.get(ix).map_or(Value::Null, |&x| float(x, x.to_string())),
+            TensorData::I32(v) => v.get(ix).map_or(Value::Null, |&x| x.into()),
+            TensorData::I64(v) => v.get(ix).map_or(Value::Null, |&x| x.into()),
+            TensorData::Bytes(v) => v.get(ix).map_or(Value::Null, |x| x.as_str().into()),
+        }
+    }
+
+    /// Element `ix` as text, as a CSV cell holds it (empty past the end).
+    pub fn text_at(&self, ix: usize) -> String {
+        match self {
+            TensorData::F32(v) => v.get(ix).map(f32::to_string),
+            TensorData::F64(v) => v.get(ix).map(f64::to_string),
+            TensorData::I32(v) => v.get(ix).map(i32::to_string),
+            TensorData::I64(v) => v.get(ix).map(i64::to_string),
+            TensorData::Bytes(v) => v.get(ix).cloned(),
+        }
+        .unwrap_or_default()
     }
 }
 

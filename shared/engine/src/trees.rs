@@ -10,6 +10,7 @@ use maas_core::{DataType, ModelFormat, TensorSpec};
 use maas_trees::{ClassLabels, Task, TreeModel, TreesError};
 
 use crate::EngineError;
+use crate::answer::{ClassLabel, ClassifierOutputs};
 use crate::predictor::Predictor;
 use crate::tensor::{Tensor, TensorData};
 
@@ -61,10 +62,13 @@ impl TreePredictor {
                 datatype: DataType::Fp32,
                 shape: vec![-1, model.width() as i64],
             }],
-            Task::Classification { .. } => vec![
+            Task::Classification { labels, .. } => vec![
                 TensorSpec {
                     name: "label".into(),
-                    datatype: DataType::Int64,
+                    datatype: match labels {
+                        ClassLabels::Int(_) => DataType::Int64,
+                        ClassLabels::Str(_) => DataType::Bytes,
+                    },
                     shape: vec![-1],
                 },
                 TensorSpec {
@@ -100,6 +104,17 @@ impl Predictor for TreePredictor {
         "trees"
     }
 
+    fn classifier(&self) -> Option<ClassifierOutputs> {
+        match self.model.task() {
+            Task::Regression => None,
+            Task::Classification { labels, .. } => Some(ClassifierOutputs {
+                classes: class_labels(labels),
+                label: Some(0),
+                probabilities: 1,
+            }),
+        }
+    }
+
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
         let input = inputs
             .into_iter()
@@ -122,14 +137,25 @@ impl Predictor for TreePredictor {
         match (prediction.classes, self.model.task()) {
             (Some(classes), Task::Classification { labels, .. }) => {
                 let labels = match labels {
-                    ClassLabels::Int(ids) => classes.iter().map(|&c| ids[c]).collect(),
-                    // String labels are served by index until the protocol carries strings.
-                    ClassLabels::Str(_) => classes.iter().map(|&c| c as i64).collect(),
+                    ClassLabels::Int(ids) => {
+                        TensorData::I64(classes.iter().map(|&c| ids[c]).collect())
+                    }
+                    ClassLabels::Str(names) => {
+                        TensorData::Bytes(classes.iter().map(|&c| names[c].clone()).collect())
+                    }
                 };
-                let label = Tensor::new("label", vec![rows], TensorData::I64(labels))?;
+                let label = Tensor::new("label", vec![rows], labels)?;
                 Ok(vec![label, scores])
             }
             _ => Ok(vec![scores]),
         }
+    }
+}
+
+/// The classes of a tree model, as answers carry them.
+pub(crate) fn class_labels(labels: &ClassLabels) -> Vec<ClassLabel> {
+    match labels {
+        ClassLabels::Int(ids) => ids.iter().copied().map(ClassLabel::Int).collect(),
+        ClassLabels::Str(names) => names.iter().cloned().map(ClassLabel::Text).collect(),
     }
 }

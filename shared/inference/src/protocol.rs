@@ -145,16 +145,16 @@ fn decode_input(input: WireInput, binary: &mut &[u8]) -> Result<Tensor, Inferenc
     let name = input.name;
     let datatype: DataType = input.datatype.parse().map_err(|_| {
         bad(format!(
-            "input {name:?}: unknown datatype {:?}; use FP32, FP64, INT32 or INT64",
+            "input {name:?}: unknown datatype {:?}; use FP32, FP64, INT32, INT64 or BYTES",
             input.datatype
         ))
     })?;
     if !matches!(
         datatype,
-        DataType::Fp32 | DataType::Fp64 | DataType::Int32 | DataType::Int64
+        DataType::Fp32 | DataType::Fp64 | DataType::Int32 | DataType::Int64 | DataType::Bytes
     ) {
         return Err(bad(format!(
-            "input {name:?}: datatype {datatype} is not supported; send FP32, FP64, INT32 or INT64"
+            "input {name:?}: datatype {datatype} is not supported; send FP32, FP64, INT32, INT64 or BYTES"
         )));
     }
     let mut shape = Vec::with_capacity(input.shape.len());
@@ -216,6 +216,9 @@ fn decode_binary(
     bytes: &[u8],
     count: usize,
 ) -> Result<TensorData, InferenceError> {
+    if datatype == DataType::Bytes {
+        return decode_binary_strings(name, bytes, count);
+    }
     let width = datatype.element_size().unwrap_or(1);
     if Some(bytes.len()) != count.checked_mul(width) {
         return Err(bad(format!(
@@ -247,6 +250,43 @@ fn decode_binary(
                 .collect(),
         ),
     })
+}
+
+/// `BYTES` in the binary extension: each element a 4-byte little-endian length, then its bytes.
+fn decode_binary_strings(
+    name: &str,
+    mut bytes: &[u8],
+    count: usize,
+) -> Result<TensorData, InferenceError> {
+    let mut strings = Vec::with_capacity(count.min(1 << 16));
+    while !bytes.is_empty() {
+        let truncated = || {
+            bad(format!(
+                "input {name:?}: BYTES binary data is truncated (each element is a 4-byte little-endian length, then its bytes)"
+            ))
+        };
+        let (length, rest) = bytes.split_first_chunk::<4>().ok_or_else(truncated)?;
+        let length = u32::from_le_bytes(*length) as usize;
+        if rest.len() < length {
+            return Err(truncated());
+        }
+        let (element, rest) = rest.split_at(length);
+        let text = std::str::from_utf8(element).map_err(|_| {
+            bad(format!(
+                "input {name:?}: BYTES element {} is not UTF-8 text",
+                strings.len()
+            ))
+        })?;
+        strings.push(text.to_string());
+        bytes = rest;
+    }
+    if strings.len() != count {
+        return Err(bad(format!(
+            "input {name:?}: {} BYTES elements for a shape that holds {count}",
+            strings.len()
+        )));
+    }
+    Ok(TensorData::Bytes(strings))
 }
 
 /// Flattens `data` (flat or nested lists, row-major) into numbers of `datatype`.
@@ -297,6 +337,17 @@ fn decode_json_data(
                 .map(|(i, v)| v.as_f64().ok_or_else(|| not_number(i, v)))
                 .collect::<Result<_, _>>()?,
         ),
+        DataType::Bytes => TensorData::Bytes(
+            scalars
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        bad(format!("input {name:?}: value {i} is {v}, not a string"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
         DataType::Int32 => TensorData::I32(
             scalars
                 .iter()
@@ -326,6 +377,7 @@ enum WireData<'a> {
     F64(&'a [f64]),
     I32(&'a [i32]),
     I64(&'a [i64]),
+    Bytes(&'a [String]),
 }
 
 #[derive(Debug, Serialize)]
@@ -371,11 +423,18 @@ fn append_le(out: &mut Vec<u8>, data: &TensorData) {
         TensorData::I64(v) => v
             .iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Bytes(v) => v.iter().for_each(|x| {
+            out.extend_from_slice(&(x.len() as u32).to_le_bytes());
+            out.extend_from_slice(x.as_bytes());
+        }),
     }
 }
 
 fn byte_size(data: &TensorData) -> usize {
-    data.len() * data.datatype().element_size().unwrap_or(1)
+    match data {
+        TensorData::Bytes(v) => v.iter().map(|x| 4 + x.len()).sum(),
+        other => other.len() * other.datatype().element_size().unwrap_or(1),
+    }
 }
 
 /// Selects the requested outputs and encodes the response (binary where asked for).
@@ -429,6 +488,7 @@ pub fn encode_infer_response(
                         TensorData::F64(v) => WireData::F64(v),
                         TensorData::I32(v) => WireData::I32(v),
                         TensorData::I64(v) => WireData::I64(v),
+                        TensorData::Bytes(v) => WireData::Bytes(v),
                     }),
                 }
             }
@@ -494,6 +554,49 @@ mod tests {
     }
 
     #[test]
+    fn bytes_tensors_travel_as_json_strings_and_length_prefixed_binary() {
+        let json =
+            r#"{"inputs":[{"name":"x","shape":[2],"datatype":"BYTES","data":["gold","é"]}]}"#;
+        let req = decode_infer_request(None, json.as_bytes()).expect("json strings");
+        let want = TensorData::Bytes(vec!["gold".into(), "é".into()]);
+        assert_eq!(req.inputs[0].data, want);
+
+        let header = br#"{"inputs":[{"name":"x","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":14}}]}"#;
+        let mut body = header.to_vec();
+        for s in ["gold", "é"] {
+            body.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            body.extend_from_slice(s.as_bytes());
+        }
+        let length = header.len().to_string();
+        let req = decode_infer_request(Some(&length), &body).expect("binary strings");
+        assert_eq!(req.inputs[0].data, want);
+        let truncated = decode_infer_request(Some(&length), &body[..body.len() - 1])
+            .expect_err("truncated")
+            .to_string();
+        assert!(truncated.contains("binary"), "{truncated}");
+
+        let label = Tensor::new("label", vec![2], want).expect("tensor");
+        let plain = DecodedRequest {
+            id: None,
+            inputs: vec![],
+            outputs: vec![],
+            all_binary: false,
+        };
+        let encoded =
+            encode_infer_response("m", 1, &plain, std::slice::from_ref(&label)).expect("encodes");
+        let doc: Value = serde_json::from_slice(&encoded.body).expect("json");
+        assert_eq!(doc["outputs"][0]["datatype"], "BYTES");
+        assert_eq!(doc["outputs"][0]["data"], serde_json::json!(["gold", "é"]));
+        let binary = DecodedRequest {
+            all_binary: true,
+            ..plain
+        };
+        let encoded = encode_infer_response("m", 1, &binary, &[label]).expect("encodes");
+        let at = encoded.header_length.expect("binary");
+        assert_eq!(&encoded.body[at..], &body[header.len()..]);
+    }
+
+    #[test]
     fn refuses_inconsistent_requests_with_reasons() {
         let cases: &[(Option<&str>, &[u8], &str)] = &[
             (None, b"{", "not a valid inference request"),
@@ -502,7 +605,8 @@ mod tests {
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,2]}]}"#, "more values"),
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["a"]}]}"#, "not a FP32"),
             (None, br#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}"#, "negative"),
-            (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["a"]}]}"#, "not supported"),
+            (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BOOL","data":[true]}]}"#, "not supported"),
+            (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":[1]}]}"#, "not a string"),
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#, "unknown datatype"),
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[3000000000]}]}"#, "not a INT32"),
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, "no data"),

@@ -407,12 +407,20 @@ pub(crate) async fn predict_blocking(
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, maas_engine::EngineError> {
     let rows = inputs.first().map_or(0, Tensor::rows);
-    if rows <= 64 {
-        // Small batches finish in microseconds: a thread hop would cost more than it saves.
-        return model.predict(inputs);
-    }
     let model = model.clone();
-    tokio::task::spawn_blocking(move || model.predict(inputs))
+    run_blocking(rows, move || model.predict(inputs)).await
+}
+
+/// Runs a prediction of `rows` rows: inline for a small batch, which finishes in microseconds
+/// (a thread hop would cost more than it saves), else on the blocking pool.
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    rows: usize,
+    predict: impl FnOnce() -> Result<T, maas_engine::EngineError> + Send + 'static,
+) -> Result<T, maas_engine::EngineError> {
+    if rows <= 64 {
+        return predict();
+    }
+    tokio::task::spawn_blocking(predict)
         .await
         .map_err(|e| maas_engine::EngineError::Inference {
             message: format!("prediction did not finish: {e}"),

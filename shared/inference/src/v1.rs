@@ -10,13 +10,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use maas_core::ModelName;
-use maas_engine::{LoadedModel, Tensor, TensorData};
+use maas_engine::{ClassLabel, LoadedModel, RowLayout, Tensor, push_json_row};
 use maas_registry::VersionSelector;
 use serde_json::{Value, json};
 
 use crate::InferenceError;
 use crate::router::{
-    AliasQuery, AppState, RequestFacts, load, model_name, predict_blocking, read_body,
+    AliasQuery, AppState, RequestFacts, load, model_name, read_body, run_blocking,
     selector_from_request, selector_from_segment, with_facts,
 };
 
@@ -45,89 +45,34 @@ pub(crate) async fn status(
     .into_response())
 }
 
-/// Builds the model's first input from V1 `instances`: rows as lists, or objects keyed by the
-/// manifest's feature names.
-fn instance_rows(loaded: &LoadedModel, instances: &[Value]) -> Result<Tensor, InferenceError> {
-    let spec = loaded
-        .inputs()
-        .first()
-        .ok_or_else(|| InferenceError::Internal("the model declares no inputs".into()))?;
-    if loaded.inputs().len() != 1 {
-        return Err(InferenceError::BadRequest(
-            "this model takes several inputs; use the v2 infer endpoint".into(),
-        ));
-    }
-    let width = spec.row_width();
-    let features = loaded.manifest().features.as_deref();
-    let mut values = Vec::with_capacity(instances.len() * width);
+/// Builds the model's inputs from V1 `instances`: rows as lists, or objects keyed by the
+/// manifest's feature names or the inputs' names (see [`RowLayout`]).
+fn instance_tensors(
+    loaded: &LoadedModel,
+    instances: &[Value],
+) -> Result<Vec<Tensor>, InferenceError> {
+    let layout = RowLayout::of(loaded).map_err(|e| InferenceError::Internal(e.to_string()))?;
+    let mut batch = layout.batch();
     for (i, instance) in instances.iter().enumerate() {
-        let before = values.len();
-        match instance {
-            Value::Object(map) => {
-                let features = features.ok_or_else(|| InferenceError::BadRequest(format!(
-                    "instance {i} is an object but the model names no features; send lists of {width} numbers"
-                )))?;
-                for name in features {
-                    let v = map.get(name).and_then(Value::as_f64).ok_or_else(|| {
-                        InferenceError::BadRequest(format!(
-                            "instance {i}: feature {name:?} is missing or not a number"
-                        ))
-                    })?;
-                    values.push(v as f32);
-                }
-            }
-            other => {
-                let mut stack = vec![other];
-                while let Some(v) = stack.pop() {
-                    match v {
-                        Value::Array(items) => stack.extend(items.iter().rev()),
-                        Value::Number(n) => values.push(n.as_f64().unwrap_or(f64::NAN) as f32),
-                        other => {
-                            return Err(InferenceError::BadRequest(format!(
-                                "instance {i} holds {other}, not a number"
-                            )));
-                        }
-                    }
-                    if values.len() - before > width {
-                        break;
-                    }
-                }
-            }
-        }
-        if values.len() - before != width {
-            return Err(InferenceError::BadRequest(format!(
-                "instance {i} has {} values but the model takes {width} per row (input {:?}, shape {})",
-                values.len() - before,
-                spec.name,
-                spec.shape_string()
-            )));
-        }
+        push_json_row(&mut batch, instance)
+            .map_err(|why| InferenceError::BadRequest(format!("instance {i}: {why}")))?;
     }
-    let mut shape = vec![instances.len()];
-    shape.extend(
-        spec.shape
-            .iter()
-            .skip(1)
-            .map(|&d| usize::try_from(d).unwrap_or(1)),
-    );
-    Tensor::new(spec.name.clone(), shape, TensorData::F32(values))
+    batch
+        .take_tensors()
         .map_err(|e| InferenceError::BadRequest(e.to_string()))
 }
 
-/// One instance's prediction, serialised from `f32` so it prints in its shortest form.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum V1Prediction {
-    One(f32),
-    Many(Vec<f32>),
-}
-
+/// The V1 answer: each instance's first output, and a classifier's labels and probabilities
+/// (one per class, in the order of `classes`). Labels keep their type: integers or strings.
 #[derive(serde::Serialize)]
 struct V1Response {
-    predictions: Vec<V1Prediction>,
-    /// For classifiers whose manifest names labels: each instance's class label.
+    predictions: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<Vec<String>>,
+    labels: Option<Vec<ClassLabel>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probabilities: Option<Vec<Vec<f32>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classes: Option<Vec<ClassLabel>>,
     model_version: String,
 }
 
@@ -199,31 +144,20 @@ async fn run_predict(
         let version = loaded.manifest().version;
         facts.version = Some(version.get());
         facts.rows = instances.len();
-        let input = instance_rows(&loaded, instances)?;
-        let outputs = predict_blocking(&loaded, vec![input])
+        let inputs = instance_tensors(&loaded, instances)?;
+        let rows = instances.len();
+        let loaded_for_run = Arc::clone(&loaded);
+        let answers = run_blocking(rows, move || loaded_for_run.answer(inputs, rows))
             .await
             .map_err(|e| InferenceError::from_engine(&model, Some(version), &e))?;
-        let first = outputs
-            .into_iter()
-            .next()
-            .ok_or_else(|| InferenceError::Internal("the model produced no output".into()))?;
-        let values = first.data.to_f32_vec();
-        let per_row = values.len() / instances.len().max(1);
-        let rows = values.chunks(per_row.max(1));
-        let labels = loaded.has_labels().then(|| {
-            rows.clone()
-                .map(|row| loaded.label(row).unwrap_or_default().to_string())
-                .collect()
-        });
-        let predictions: Vec<V1Prediction> = rows
-            .map(|row| match row {
-                [one] => V1Prediction::One(*one),
-                many => V1Prediction::Many(many.to_vec()),
-            })
-            .collect();
+        let predictions = (0..rows).map(|r| answers.prediction_json(r)).collect();
+        let classified = answers.classified();
         Ok(axum::Json(V1Response {
             predictions,
-            labels,
+            labels: classified.map(|c| c.labels.clone()),
+            probabilities: classified
+                .map(|c| (0..rows).map(|r| c.probabilities_of(r).to_vec()).collect()),
+            classes: classified.map(|c| c.classes.clone()),
             model_version: version.to_string(),
         })
         .into_response())

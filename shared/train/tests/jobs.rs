@@ -204,7 +204,19 @@ async fn binary_and_multiclass_jobs_learn_and_serve_labels() {
     let probs = loaded.predict_rows(vec![0.5; 8], 1).expect("predicts");
     assert_eq!(probs[0].len(), 3);
     assert!((probs[0].iter().sum::<f32>() - 1.0).abs() < 1e-4);
-    assert!(loaded.label(&probs[0]).is_some());
+    let input = maas_engine::Tensor::new(
+        loaded.inputs()[0].name.clone(),
+        vec![1, 8],
+        maas_engine::TensorData::F32(vec![0.5; 8]),
+    )
+    .expect("tensor");
+    let answers = loaded.answer(vec![input], 1).expect("answers");
+    let classified = answers.classified().expect("a classifier's answer");
+    assert_eq!(
+        classified.classes,
+        ["blue", "green", "red"].map(|c| maas_engine::ClassLabel::Text(c.into()))
+    );
+    assert!(classified.classes.contains(&classified.labels[0]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -310,3 +310,186 @@ fn trees(
         })
         .collect()
 }
+
+/// The attributes of `ai.onnx.ml` opset 5's `TreeEnsemble`, which replaces both tree operators:
+/// interior nodes and leaves in separate lists, trees by their root's position, modes and
+/// thresholds as tensors, enums as integers.
+#[derive(Debug, Clone, Default)]
+pub struct TreeEnsembleV5 {
+    /// `tree_roots`: each tree's root, a position in the `nodes_*` lists.
+    pub tree_roots: Vec<i64>,
+    /// `nodes_featureids`.
+    pub nodes_featureids: Vec<i64>,
+    /// `nodes_modes`: 0 `<=`, 1 `<`, 2 `>=`, 3 `>`, 4 `==`, 5 `!=`, 6 set membership.
+    pub nodes_modes: Vec<u8>,
+    /// `nodes_splits`.
+    pub nodes_splits: Vec<f64>,
+    /// `nodes_truenodeids`: a position in `nodes_*`, or in `leaf_*` where `nodes_trueleafs`.
+    pub nodes_truenodeids: Vec<i64>,
+    /// `nodes_trueleafs`.
+    pub nodes_trueleafs: Vec<i64>,
+    /// `nodes_falsenodeids`.
+    pub nodes_falsenodeids: Vec<i64>,
+    /// `nodes_falseleafs`.
+    pub nodes_falseleafs: Vec<i64>,
+    /// `nodes_missing_value_tracks_true` (empty: all false).
+    pub nodes_missing_value_tracks_true: Vec<i64>,
+    /// `leaf_targetids`.
+    pub leaf_targetids: Vec<i64>,
+    /// `leaf_weights`.
+    pub leaf_weights: Vec<f64>,
+    /// `n_targets`.
+    pub n_targets: i64,
+    /// `aggregate_function`: 0 average, 1 sum, 2 min, 3 max.
+    pub aggregate_function: i64,
+    /// `post_transform`: 0 none, 1 softmax, 2 logistic, 3 softmax-zero, 4 probit.
+    pub post_transform: i64,
+}
+
+/// An opset-5 `TreeEnsemble` reading rows of `n_features`: `Y` is `[rows, n_targets]`.
+pub fn tree_ensemble_v5(a: &TreeEnsembleV5, n_features: usize) -> Result<TreeModel, TreesError> {
+    let aggregate = match a.aggregate_function {
+        0 => Aggregate::Average,
+        1 => Aggregate::Sum,
+        2 => Aggregate::Min,
+        3 => Aggregate::Max,
+        other => {
+            return Err(TreesError::invalid(format!(
+                "aggregate_function {other} is not one of 0 to 3"
+            )));
+        }
+    };
+    let post_transform = match a.post_transform {
+        0 => PostTransform::None,
+        1 => PostTransform::Softmax,
+        2 => PostTransform::Logistic,
+        3 => PostTransform::SoftmaxZero,
+        4 => PostTransform::Probit,
+        other => {
+            return Err(TreesError::invalid(format!(
+                "post_transform {other} is not one of 0 to 4"
+            )));
+        }
+    };
+    let n_targets = usize::try_from(a.n_targets)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| TreesError::invalid(format!("n_targets {} is not positive", a.n_targets)))?;
+    let attributes = v5_as_attributes(a, post_transform)?;
+    regressor(&attributes, n_targets, aggregate, n_features)
+}
+
+/// The opset-5 lists rewritten as the older operators' (one node list with `LEAF` nodes, leaves
+/// by tree and node id), walking each tree from its root.
+fn v5_as_attributes(
+    a: &TreeEnsembleV5,
+    post_transform: PostTransform,
+) -> Result<TreeAttributes, TreesError> {
+    let n = a.nodes_featureids.len();
+    let lists = [
+        ("nodes_modes", a.nodes_modes.len()),
+        ("nodes_splits", a.nodes_splits.len()),
+        ("nodes_truenodeids", a.nodes_truenodeids.len()),
+        ("nodes_trueleafs", a.nodes_trueleafs.len()),
+        ("nodes_falsenodeids", a.nodes_falsenodeids.len()),
+        ("nodes_falseleafs", a.nodes_falseleafs.len()),
+    ];
+    if let Some((name, len)) = lists.iter().find(|(_, len)| *len != n) {
+        return Err(TreesError::invalid(format!(
+            "{name} has {len} entries, nodes_featureids {n}"
+        )));
+    }
+    if a.leaf_targetids.len() != a.leaf_weights.len() {
+        return Err(TreesError::invalid(
+            "leaf_targetids and leaf_weights differ in length",
+        ));
+    }
+    let mode_name = |mode: u8| -> Result<&'static str, TreesError> {
+        Ok(match mode {
+            0 => "BRANCH_LEQ",
+            1 => "BRANCH_LT",
+            2 => "BRANCH_GTE",
+            3 => "BRANCH_GT",
+            4 => "BRANCH_EQ",
+            5 => "BRANCH_NEQ",
+            6 => {
+                return Err(TreesError::unsupported(
+                    "TreeEnsemble splits on set membership (BRANCH_MEMBER) are not supported; export the model with the older TreeEnsembleRegressor / TreeEnsembleClassifier (ai.onnx.ml opset 3), which has none",
+                ));
+            }
+            other => {
+                return Err(TreesError::invalid(format!(
+                    "tree node mode {other} is not one of 0 to 6"
+                )));
+            }
+        })
+    };
+    let position = |v: i64, len: usize, what: &str| {
+        usize::try_from(v)
+            .ok()
+            .filter(|&p| p < len)
+            .ok_or_else(|| TreesError::invalid(format!("{what} {v} is out of range")))
+    };
+    let mut out = TreeAttributes {
+        post_transform,
+        ..TreeAttributes::default()
+    };
+    let mut visited = vec![false; n];
+    for (tree, &root) in a.tree_roots.iter().enumerate() {
+        let tree = tree as i64;
+        let mut next_id = 0i64;
+        // (position in nodes_*, or in leaf_* when the bool says so; the id it gets)
+        let mut stack = vec![(position(root, n, "a tree root")?, false, 0i64)];
+        next_id += 1;
+        while let Some((at, is_leaf, id)) = stack.pop() {
+            out.nodes_treeids.push(tree);
+            out.nodes_nodeids.push(id);
+            if is_leaf {
+                out.nodes_featureids.push(0);
+                out.nodes_modes.push("LEAF".into());
+                out.nodes_values.push(0.0);
+                out.nodes_truenodeids.push(0);
+                out.nodes_falsenodeids.push(0);
+                out.nodes_missing_value_tracks_true.push(0);
+                out.leaf_treeids.push(tree);
+                out.leaf_nodeids.push(id);
+                out.leaf_targetids.push(a.leaf_targetids[at]);
+                out.leaf_weights.push(a.leaf_weights[at]);
+                continue;
+            }
+            if std::mem::replace(&mut visited[at], true) {
+                return Err(TreesError::invalid(format!(
+                    "node {at} is reached twice; the nodes don't form trees"
+                )));
+            }
+            let (true_id, false_id) = (next_id, next_id + 1);
+            next_id += 2;
+            out.nodes_featureids.push(a.nodes_featureids[at]);
+            out.nodes_modes.push(mode_name(a.nodes_modes[at])?.into());
+            out.nodes_values.push(a.nodes_splits[at]);
+            out.nodes_truenodeids.push(true_id);
+            out.nodes_falsenodeids.push(false_id);
+            out.nodes_missing_value_tracks_true.push(
+                a.nodes_missing_value_tracks_true
+                    .get(at)
+                    .copied()
+                    .unwrap_or(0),
+            );
+            for (child, leaf, child_id) in [
+                (
+                    a.nodes_falsenodeids[at],
+                    a.nodes_falseleafs[at] != 0,
+                    false_id,
+                ),
+                (a.nodes_truenodeids[at], a.nodes_trueleafs[at] != 0, true_id),
+            ] {
+                let len = if leaf { a.leaf_weights.len() } else { n };
+                stack.push((position(child, len, "a child")?, leaf, child_id));
+            }
+        }
+    }
+    if out.nodes_nodeids.is_empty() {
+        return Err(TreesError::invalid("the tree ensemble has no trees"));
+    }
+    Ok(out)
+}

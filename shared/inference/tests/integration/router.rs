@@ -346,7 +346,8 @@ async fn bad_requests_get_400_with_what_to_fix() {
         ("wrong width", Body::from(json!({"inputs": [{"name": "input", "shape": [1, 999], "datatype": "FP32", "data": vec![0.0; 999]}]}).to_string()), "[-1, 1000]"),
         ("wrong rank", Body::from(json!({"inputs": [{"name": "input", "shape": [1000], "datatype": "FP32", "data": vec![0.0; 1000]}]}).to_string()), "[-1, 1000]"),
         ("shape/data mismatch", Body::from(json!({"inputs": [{"name": "input", "shape": [2, 1000], "datatype": "FP32", "data": vec![0.0; 1000]}]}).to_string()), "2000"),
-        ("BYTES", Body::from(json!({"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}).to_string()), "not supported"),
+        ("BYTES", Body::from(json!({"inputs": [{"name": "input", "shape": [1, 1000], "datatype": "BYTES", "data": vec!["x"; 1000]}]}).to_string()), "cannot convert BYTES data to FP32"),
+        ("BOOL", Body::from(json!({"inputs": [{"name": "input", "shape": [1], "datatype": "BOOL", "data": [true]}]}).to_string()), "not supported"),
         ("strings as numbers", Body::from(json!({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": ["a", "b"]}]}).to_string()), "not a FP32"),
         ("two inputs", Body::from(json!({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}, {"name": "b", "shape": [1], "datatype": "FP32", "data": [1]}]}).to_string()), "takes 1 input"),
     ];
