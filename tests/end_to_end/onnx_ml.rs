@@ -205,23 +205,53 @@ async fn integer_encoders_answer_as_onnxruntime_does() {
 /// included.
 #[tokio::test]
 async fn a_graph_with_several_inputs_answers_as_onnxruntime_does() {
+    compare_one_input_per_column(
+        "sklearn-several-inputs",
+        &[
+            ("tenure", false),
+            ("spend", false),
+            ("calls", false),
+            ("plan", true),
+        ],
+    )
+    .await;
+}
+
+/// A pipeline fitted on a DataFrame and exported from it as skl2onnx does by default: one input
+/// per column, joined by a `FeatureVectorizer`.
+#[tokio::test]
+async fn a_pipeline_exported_from_a_dataframe_answers_as_onnxruntime_does() {
+    compare_one_input_per_column(
+        "sklearn-dataframe-pipeline",
+        &[("tenure", false), ("spend", false), ("calls", true)],
+    )
+    .await;
+}
+
+/// Pushes `fixture`, feeds each of `columns` (name, integer?) as its own `[rows, 1]` input, in
+/// reverse order (inputs are matched by name), and compares labels, classes and
+/// probabilities with onnxruntime's and the library's.
+async fn compare_one_input_per_column(fixture: &str, columns: &[(&str, bool)]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let registry = Registry::new(Arc::new(LocalFsStore::open(dir.path()).expect("store")));
-    let model = pushed(&registry, "sklearn-several-inputs").await;
-    let reference = tabular_reference("sklearn-several-inputs");
+    let model = pushed(&registry, fixture).await;
+    let reference = tabular_reference(fixture);
     let rows = reference.rows();
-    let column =
-        |j: usize| -> Vec<f32> { (0..rows).map(|r| reference.inputs[r * 4 + j]).collect() };
-    let mut inputs: Vec<Tensor> = ["tenure", "spend", "calls"]
+    let width = columns.len();
+    let mut inputs: Vec<Tensor> = columns
         .iter()
         .enumerate()
-        .map(|(j, name)| {
-            Tensor::new(*name, vec![rows, 1], TensorData::F32(column(j))).expect("tensor")
+        .map(|(j, (name, integer))| {
+            let values = (0..rows).map(|r| reference.inputs[r * width + j]);
+            let data = if *integer {
+                TensorData::I64(values.map(|v| v as i64).collect())
+            } else {
+                TensorData::F32(values.collect())
+            };
+            Tensor::new(*name, vec![rows, 1], data).expect("tensor")
         })
         .collect();
-    let plans = column(3).into_iter().map(|p| p as i64).collect();
-    inputs.push(Tensor::new("plan", vec![rows, 1], TensorData::I64(plans)).expect("tensor"));
-    inputs.reverse(); // matched by name, not position
+    inputs.reverse();
     let answers = model.answer(inputs, rows).expect("answers");
     let classified = answers.classified().expect("a classifier");
     let labels: Vec<String> = classified.labels.iter().map(ToString::to_string).collect();
@@ -240,6 +270,6 @@ async fn a_graph_with_several_inputs_answers_as_onnxruntime_does() {
     assert_close(
         &probabilities,
         onnxruntime_output(&reference, "output_probability"),
-        "probabilities",
+        &format!("{fixture}: probabilities"),
     );
 }

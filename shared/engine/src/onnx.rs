@@ -160,6 +160,7 @@ impl OnnxPredictor {
             });
         }
         crate::onnx_ml::serve_zipmap_inputs(&mut proto);
+        crate::onnx_ml::concat_feature_vectors(&mut proto);
         let classes = proto.graph.as_ref().and_then(crate::onnx_ml::graph_classes);
         crate::onnx_ml::label_linear_classifiers_by_position(&mut proto);
         let Some(graph) = proto.graph.as_ref() else {

@@ -180,7 +180,7 @@ pub(crate) fn export_advice(ops: &[String]) -> String {
             "ai.onnx.ml.SVMClassifier" | "ai.onnx.ml.SVMRegressor" => {
                 "maas has no support-vector kernels: export a linear model (LinearSVC / LinearSVR and LogisticRegression export as LinearClassifier / LinearRegressor) or a tree ensemble instead"
             }
-            "ai.onnx.ml.DictVectorizer" | "ai.onnx.ml.CastMap" | "ai.onnx.ml.FeatureVectorizer" => {
+            "ai.onnx.ml.DictVectorizer" | "ai.onnx.ml.CastMap" => {
                 "export the model from a float array rather than dicts or a DataFrame of mixed columns (skl2onnx: to_onnx(model, X[:1].astype(numpy.float32)), or one FloatTensorType / Int64TensorType per column in initial_types)"
             }
             "StringNormalizer" | "TfIdfVectorizer" | "Tokenizer" | "RegexFullMatch" | "StringSplit" | "StringConcat" => {
@@ -195,6 +195,65 @@ pub(crate) fn export_advice(ops: &[String]) -> String {
         }
     }
     advice.join("; ")
+}
+
+/// `FeatureVectorizer` (what skl2onnx writes to join the one-column inputs of a model exported
+/// from a DataFrame) is the concatenation of its inputs as floats along the feature axis; each
+/// is rewritten before parsing into a `Cast` per input and a `Concat`, which tract runs. An
+/// input whose width differs from its `inputdimensions` entry (onnxruntime pads or cuts it)
+/// keeps its width and the graph fails to build, as it would fail to serve.
+pub(crate) fn concat_feature_vectors(proto: &mut tract_onnx::pb::ModelProto) {
+    use tract_onnx::pb::{AttributeProto, NodeProto, attribute_proto::AttributeType};
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
+    if !graph
+        .node
+        .iter()
+        .any(|n| n.domain == "ai.onnx.ml" && n.op_type == "FeatureVectorizer")
+    {
+        return;
+    }
+    let int_attribute = |name: &str, value: i64| AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: value,
+        ..AttributeProto::default()
+    };
+    let mut nodes = Vec::with_capacity(graph.node.len() + 4);
+    for node in std::mem::take(&mut graph.node) {
+        if node.domain != "ai.onnx.ml" || node.op_type != "FeatureVectorizer" {
+            nodes.push(node);
+            continue;
+        }
+        let Some(output) = node.output.first().cloned() else {
+            nodes.push(node);
+            continue;
+        };
+        let mut floats = Vec::with_capacity(node.input.len());
+        for (i, input) in node.input.iter().enumerate() {
+            let cast = format!("{output}.input{i}.float");
+            nodes.push(NodeProto {
+                name: cast.clone(),
+                op_type: "Cast".into(),
+                input: vec![input.clone()],
+                output: vec![cast.clone()],
+                // TensorProto.DataType FLOAT
+                attribute: vec![int_attribute("to", 1)],
+                ..NodeProto::default()
+            });
+            floats.push(cast);
+        }
+        nodes.push(NodeProto {
+            name: format!("{output}.concat"),
+            op_type: "Concat".into(),
+            input: floats,
+            output: vec![output],
+            attribute: vec![int_attribute("axis", -1)],
+            ..NodeProto::default()
+        });
+    }
+    graph.node = nodes;
 }
 
 /// Replaces every `ZipMap` of the main graph by the identity: its output, under the same name,
