@@ -1,9 +1,10 @@
-"""In-process engine measurements for onnxruntime or PyTorch, the same method as the Rust side
-(`maas-bench`): single-row latency (p50, p99) after a warm-up, then rows per second at each batch
-size (median of several runs of at least MIN_SECONDS). Prints one JSON object.
+"""In-process engine measurements for onnxruntime, PyTorch, XGBoost or LightGBM, the same method
+as the Rust side (`maas-bench`): single-row latency (p50, p99) after a warm-up, then rows per
+second at each batch size (median of several runs of at least MIN_SECONDS). Prints one JSON
+object.
 
-Usage: engine.py ort|torch MODEL --threads N [--latency-iterations 3000] [--batches 1,32,256,4096]
-       [--runs 3] [--min-seconds 1.0]
+Usage: engine.py ort|torch|xgboost|lightgbm MODEL --threads N [--width 1000]
+       [--latency-iterations 3000] [--batches 1,32,256,4096] [--runs 3] [--min-seconds 1.0]
 """
 
 import argparse
@@ -34,6 +35,26 @@ def ort_predictor(path, threads):
     return (lambda x: session.run(None, {name: x})[0]), build_ms, f"onnxruntime {ort.__version__}"
 
 
+def xgboost_predictor(path, threads):
+    """The booster's own fastest path for arrays: `inplace_predict` (no DMatrix per call)."""
+    import xgboost
+
+    started = time.perf_counter()
+    booster = xgboost.Booster(model_file=path)
+    booster.set_param({"nthread": threads})
+    build_ms = (time.perf_counter() - started) * 1e3
+    return (lambda x: booster.inplace_predict(x)), build_ms, f"xgboost {xgboost.__version__}"
+
+
+def lightgbm_predictor(path, threads):
+    import lightgbm
+
+    started = time.perf_counter()
+    booster = lightgbm.Booster(model_file=path)
+    build_ms = (time.perf_counter() - started) * 1e3
+    return (lambda x: booster.predict(x, num_threads=threads)), build_ms, f"lightgbm {lightgbm.__version__}"
+
+
 def torch_predictor(path, threads):
     import torch
 
@@ -53,18 +74,20 @@ def torch_predictor(path, threads):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("engine", choices=["ort", "torch"])
+    parser.add_argument("engine", choices=["ort", "torch", "xgboost", "lightgbm"])
     parser.add_argument("model")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--width", type=int, default=1000, help="features per row")
     parser.add_argument("--latency-iterations", type=int, default=3000)
     parser.add_argument("--batches", default="1,32,256,4096")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=1.0)
     args = parser.parse_args()
-    make = ort_predictor if args.engine == "ort" else torch_predictor
+    make = {"ort": ort_predictor, "torch": torch_predictor, "xgboost": xgboost_predictor,
+            "lightgbm": lightgbm_predictor}[args.engine]
     predict, build_ms, version = make(args.model, args.threads)
 
-    row = inputs(1, 1000)
+    row = inputs(1, args.width)
     for _ in range(min(args.latency_iterations, 500)):
         predict(row.copy())
     samples = []
@@ -80,7 +103,7 @@ def main():
 
     throughput = []
     for batch in [int(b) for b in args.batches.split(",")]:
-        x = inputs(batch, 1000)
+        x = inputs(batch, args.width)
         predict(x)
         runs = []
         for _ in range(max(1, args.runs)):

@@ -203,6 +203,87 @@ class Bench:
             }
         self.results["sections"]["engines"] = out
 
+    # ---------------------------------------------------------------- trees
+    def trees(self):
+        """Tree ensembles: XGBoost and LightGBM boosters (500 trees of depth 8 on 20 features)
+        and a scikit-learn random forest, each served by maas from its own file and from its
+        ONNX export, against onnxruntime on that ONNX file and the library's own predict."""
+        folder = self.work / "trees"
+        run_measured([PY, HERE / "tree_models.py", folder])
+        models = {
+            "XGBoost": {"native": folder / "xgboost.json", "onnx": folder / "xgboost.onnx",
+                        "library": "xgboost"},
+            "LightGBM": {"native": folder / "lightgbm.txt", "onnx": folder / "lightgbm.onnx",
+                         "library": "lightgbm"},
+            "random forest": {"onnx": folder / "forest.onnx"},
+        }
+        row = folder / "row.json"
+        store = self.work / "tree-store"
+        if store.exists():
+            shutil.rmtree(store)
+        batches = ",".join(str(b) for b in TREE_BATCHES)
+        common = ["--latency-iterations", self.args.latency_iterations, "--batches", batches,
+                  "--runs", "1", "--min-seconds", self.args.min_seconds]
+        env = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        out = {}
+        for model, files in models.items():
+            slug = re.sub(r"[^a-z]+", "-", model.lower())
+            engines = {}
+            cold = {}
+            if "native" in files:
+                subprocess.run([MAAS, "--store", store, "push", f"{slug}-native", files["native"]],
+                               check=True, capture_output=True)
+                engines["maas (native file)"] = [MAAS_BENCH, files["native"], *common]
+                cold["maas (native file)"] = [MAAS, "--store", store, "predict", f"{slug}-native",
+                                              "-i", row]
+            subprocess.run([MAAS, "--store", store, "push", f"{slug}-onnx", files["onnx"]],
+                           check=True, capture_output=True)
+            engines["maas (ONNX)"] = [MAAS_BENCH, files["onnx"], *common]
+            cold["maas (ONNX)"] = [MAAS, "--store", store, "predict", f"{slug}-onnx", "-i", row]
+            engines["onnxruntime"] = [PY, HERE / "engine.py", "ort", files["onnx"], "--width", "20",
+                                      *common]
+            cold["Python + onnxruntime"] = [PY, HERE / "cold_start.py", "ort", files["onnx"], row]
+            if "library" in files:
+                lib = files["library"]
+                engines[lib] = [PY, HERE / "engine.py", lib, files["native"], "--width", "20", *common]
+                cold[f"Python + {lib}"] = [PY, HERE / "cold_start.py", lib, files["native"], row]
+            reports = {k: [] for k in engines}
+            for r in range(self.args.engine_runs):
+                for name, cmd in engines.items():
+                    _, _, text = run_with_rss(cmd, env=env)
+                    reports[name].append(json.loads(text))
+                log(f"trees, {model}, engines run {r + 1}/{self.args.engine_runs}")
+            walls = {k: [] for k in cold}
+            rss = {k: [] for k in cold}
+            for r in range(self.args.cold_runs):
+                for name, cmd in cold.items():
+                    wall, peak, _ = run_with_rss(cmd, env=env)
+                    walls[name].append(wall * 1e3)
+                    rss[name].append(peak)
+            log(f"trees, {model}, {self.args.cold_runs} cold starts")
+            out[model] = {
+                "library": files.get("library"),
+                "engines": {
+                    name: {
+                        "p50_us": median([x["latency"]["p50_us"] for x in rs]),
+                        "p99_us": median([x["latency"]["p99_us"] for x in rs]),
+                        "build_ms": median([x["build_ms"] for x in rs]),
+                        "rows_per_second": {
+                            str(b): median([t["rows_per_second"] for x in rs
+                                            for t in x["throughput"] if t["batch"] == b])
+                            for b in TREE_BATCHES
+                        },
+                        "engine": rs[0].get("version", rs[0].get("engine", "")),
+                    }
+                    for name, rs in reports.items()
+                },
+                "cold_start": {
+                    name: {"wall_ms": median(walls[name]), "peak_rss_mib": median(rss[name])}
+                    for name in cold
+                },
+            }
+        self.results["sections"]["trees"] = out
+
     # ---------------------------------------------------------------- HTTP
     def http(self):
         body = json.dumps({"inputs": [{"name": "input", "shape": [1, 1000], "datatype": "FP32",
@@ -392,6 +473,9 @@ def machine_facts():
         "pandas": py_version("pandas"),
         "fastapi": py_version("fastapi"),
         "uvicorn": py_version("uvicorn"),
+        "xgboost": py_version("xgboost"),
+        "lightgbm": py_version("lightgbm"),
+        "sklearn": py_version("sklearn"),
         "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].strip()
         if shutil.which("wrk") else "?",
     }
@@ -417,7 +501,8 @@ def render(results, args):
         f"{m['memory_gib']} GiB, Linux {m['kernel']}",
         f"- **Versions**: {m['rustc']}; tract {m['tract']}, candle {m['candle']}; Python {m['python']}, "
         f"onnxruntime {m['onnxruntime']}, torch {m['torch']}, pandas {m['pandas']}, "
-        f"FastAPI {m['fastapi']}, uvicorn {m['uvicorn']}; {m['wrk']}",
+        f"FastAPI {m['fastapi']}, uvicorn {m['uvicorn']}, xgboost {m.get('xgboost', '-')}, "
+        f"lightgbm {m.get('lightgbm', '-')}, scikit-learn {m.get('sklearn', '-')}; {m['wrk']}",
         "- **Reproduce**: `bench/run` (everything, ~1.5 h; `--score-runs 1` saves 35 min) or `bench/run --quick` (smaller, ~10 min); "
         "it installs the Python side into `bench/.venv` and wrk from Debian if missing.",
         "",
@@ -505,6 +590,58 @@ def render(results, args):
                             for b in big)
                 summary.append((f"{engine} inference at batch ≥ 256: 2 threads ≥ 1.6× 1 thread",
                                 f"lowest {worst:.2f}×", worst >= 1.6))
+
+    if "trees" in s:
+        lines += ["## Tree ensembles", "",
+                  "Gradient-boosted trees and a random forest on 20 features, one thread: an XGBoost "
+                  "and a LightGBM binary classifier (500 trees of depth 8, `bench/python/tree_models.py`) "
+                  "and a scikit-learn random forest classifier (100 trees, depth ≤ 12). maas serves each "
+                  "booster from its own file (`model.json`, `model.txt`) and from its ONNX export "
+                  "(onnxmltools; skl2onnx for the forest); onnxruntime runs that same ONNX file; the "
+                  "library runs its own `predict` (XGBoost `inplace_predict`, LightGBM `Booster.predict`). "
+                  "Single-row latency and rows/s as for the engines above (maas through "
+                  "`LoadedModel::predict`, every output: label and probabilities). Ratios are against "
+                  "onnxruntime.", ""]
+        for model, v in s["trees"].items():
+            e = v["engines"]
+            ort = e["onnxruntime"]
+            lines += [f"### {model}", "",
+                      "| side | p50 | p99 | " + " | ".join(f"batch {b}" for b in TREE_BATCHES)
+                      + " | build |",
+                      "|---|---|---|" + "---|" * len(TREE_BATCHES) + "---|"]
+            for name, x in e.items():
+                cells = [f"{x['rows_per_second'][str(b)] / 1e3:,.1f}k "
+                         f"({x['rows_per_second'][str(b)] / ort['rows_per_second'][str(b)]:.2f}×)"
+                         for b in TREE_BATCHES]
+                lines.append(f"| {name} | {x['p50_us']:.1f} µs ({x['p50_us'] / ort['p50_us']:.2f}×) | "
+                             f"{x['p99_us']:.1f} µs | " + " | ".join(cells) + f" | {x['build_ms']:.0f} ms |")
+            lines += ["", "| cold start | wall | peak RSS |", "|---|---|---|"]
+            for name, c in v["cold_start"].items():
+                lines.append(f"| {name} | {c['wall_ms']:.1f} ms | {c['peak_rss_mib']:.0f} MiB |")
+            lines.append("")
+            m = e["maas (ONNX)"]
+            summary.append((f"{model}: single-row p50 ≤ 1/2 of onnxruntime's (same ONNX file)",
+                            f"{m['p50_us']:.1f} vs {ort['p50_us']:.1f} µs",
+                            m["p50_us"] * 2 <= ort["p50_us"]))
+            worst = min(TREE_BATCHES, key=lambda b: m["rows_per_second"][str(b)]
+                        / ort["rows_per_second"][str(b)])
+            r = m["rows_per_second"][str(worst)] / ort["rows_per_second"][str(worst)]
+            summary.append((f"{model}: rows/s ≥ 2× onnxruntime at batch 1, 64, 4096",
+                            f"lowest {r:.2f}× (batch {worst})", r >= 2.0))
+            lib = v["library"]
+            if lib:
+                native = e["maas (native file)"]
+                worst = min(TREE_BATCHES, key=lambda b: native["rows_per_second"][str(b)]
+                            / e[lib]["rows_per_second"][str(b)])
+                r = native["rows_per_second"][str(worst)] / e[lib]["rows_per_second"][str(worst)]
+                summary.append((f"{model}: rows/s ≥ 1× {lib}'s own predict at batch 1, 64, 4096",
+                                f"lowest {r:.2f}× (batch {worst})", r >= 1.0))
+            cold = v["cold_start"]
+            maas_cold = max(c["wall_ms"] for name, c in cold.items() if name.startswith("maas"))
+            ort_cold = cold["Python + onnxruntime"]["wall_ms"]
+            summary.append((f"{model}: cold start ≤ 1/10 of Python + onnxruntime",
+                            f"{maas_cold:.0f} vs {ort_cold:.0f} ms (1/{ort_cold / maas_cold:.0f})",
+                            maas_cold * 10 <= ort_cold))
 
     if "http" in s:
         h = s["http"]
@@ -596,12 +733,14 @@ def render(results, args):
 
 # The rows the engine targets are judged on: what maas serves the seed model with.
 MAAS_PATHS = ["maas (ONNX)", "maas (safetensors)"]
+# Batch sizes of the tree benchmarks.
+TREE_BATCHES = [1, 64, 4096]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer runs and rows (~10 min)")
-    parser.add_argument("--only", default="cold,engines,http,scoring,training")
+    parser.add_argument("--only", default="cold,engines,trees,http,scoring,training")
     parser.add_argument("--work", default=str(ROOT / "target" / "bench"))
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--threads", default="1,2")
@@ -642,7 +781,7 @@ def main():
     bench.setup()
     sections = args.only.split(",")
     for name, step in [("cold", bench.cold_start), ("engines", bench.engines),
-                       ("http", bench.http), ("scoring", bench.scoring),
+                       ("trees", bench.trees), ("http", bench.http), ("scoring", bench.scoring),
                        ("training", bench.training)]:
         if name in sections:
             log(f"== {name}")

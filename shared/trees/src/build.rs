@@ -171,8 +171,10 @@ impl EnsembleSpec {
             )));
         }
         let mut nodes = Vec::new();
+        let mut spans = Vec::new();
         let mut weights = Vec::new();
         let mut roots = Vec::with_capacity(self.trees.len());
+        let mut depths = Vec::with_capacity(self.trees.len());
         let mut general = false;
         for (t, tree) in self.trees.iter().enumerate() {
             let root = u32::try_from(nodes.len())
@@ -183,11 +185,12 @@ impl EnsembleSpec {
                 tree,
                 tree_index: t,
                 nodes: &mut nodes,
+                spans: &mut spans,
                 weights: &mut weights,
                 visited: vec![false; tree.nodes.len()],
                 general: &mut general,
             };
-            layout.place(tree.root, 0)?;
+            depths.push(layout.place(tree.root, 0)? as u32);
         }
         if u32::try_from(nodes.len()).is_err() || u32::try_from(weights.len()).is_err() {
             return Err(TreesError::unsupported("the ensemble has too many nodes"));
@@ -197,14 +200,32 @@ impl EnsembleSpec {
         Ok(Ensemble::new(
             self.n_features,
             self.n_targets,
-            nodes,
-            weights,
-            roots,
+            Layers {
+                nodes,
+                spans,
+                weights,
+                roots,
+                depths,
+            },
             base,
             self.aggregate,
             general,
         ))
     }
+}
+
+/// The laid-out trees, as [`Ensemble`] holds them.
+pub(crate) struct Layers {
+    /// Every tree's nodes, depth-first.
+    pub(crate) nodes: Vec<Node>,
+    /// Per node: a leaf's first weight and count (`[0, 0]` for a branch).
+    pub(crate) spans: Vec<[u32; 2]>,
+    /// Every leaf's weights.
+    pub(crate) weights: Vec<Weight>,
+    /// Each tree's root node.
+    pub(crate) roots: Vec<u32>,
+    /// Each tree's depth (edges from the root to its deepest leaf).
+    pub(crate) depths: Vec<u32>,
 }
 
 /// The depth-first placement of one tree.
@@ -213,6 +234,7 @@ struct Layout<'a> {
     tree: &'a TreeSpec,
     tree_index: usize,
     nodes: &'a mut Vec<Node>,
+    spans: &'a mut Vec<[u32; 2]>,
     weights: &'a mut Vec<Weight>,
     visited: Vec<bool>,
     general: &'a mut bool,
@@ -222,8 +244,9 @@ struct Layout<'a> {
 const MAX_DEPTH: usize = 4096;
 
 impl Layout<'_> {
-    /// Places node `index` and its subtree; the left child right after it.
-    fn place(&mut self, index: usize, depth: usize) -> Result<(), TreesError> {
+    /// Places node `index` and its subtree, the left child right after it; returns the depth of
+    /// its deepest leaf.
+    fn place(&mut self, index: usize, depth: usize) -> Result<usize, TreesError> {
         let t = self.tree_index;
         if depth > MAX_DEPTH {
             return Err(TreesError::invalid(format!(
@@ -256,14 +279,18 @@ impl Layout<'_> {
                     });
                 }
                 let count = u32::try_from(weights.len())
-                    .ok()
-                    .filter(|&c| c < FEATURE_MASK)
-                    .ok_or_else(|| TreesError::invalid("a leaf has too many weights"))?;
+                    .map_err(|_| TreesError::invalid("a leaf has too many weights"))?;
+                // A leaf holds its place: no input is `≤ NaN`, and its right child is itself,
+                // so a walk of fixed length stops on it (feature 0 is read and ignored).
+                let at = u32::try_from(self.nodes.len())
+                    .map_err(|_| TreesError::unsupported("the ensemble has too many nodes"))?;
                 self.nodes.push(Node {
-                    value: 0.0,
-                    word: LEAF | count,
-                    right: first,
+                    value: f32::NAN,
+                    word: LEAF,
+                    right: at,
                 });
+                self.spans.push([first, count]);
+                Ok(depth)
             }
             &NodeSpec::Branch {
                 feature,
@@ -350,14 +377,15 @@ impl Layout<'_> {
                     word,
                     right: 0,
                 });
-                self.place(left, depth + 1)?;
+                self.spans.push([0, 0]);
+                let left_depth = self.place(left, depth + 1)?;
                 let right_at = u32::try_from(self.nodes.len())
                     .map_err(|_| TreesError::unsupported("the ensemble has too many nodes"))?;
                 self.nodes[at].right = right_at;
-                self.place(right, depth + 1)?;
+                let right_depth = self.place(right, depth + 1)?;
+                Ok(left_depth.max(right_depth))
             }
         }
-        Ok(())
     }
 }
 

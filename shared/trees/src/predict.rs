@@ -1,20 +1,23 @@
 //! [`Ensemble`]: trees laid out for inference, and the walk that scores rows.
 //!
 //! Nodes are 12 bytes: the threshold, a word holding the feature index and flags, and the index of
-//! the right child; the left child is the next node. Leaves point into one array of
-//! `(target, value)` weights kept in `f64`, so sums over hundreds of trees round once, at the end.
+//! the right child; the left child is the next node. A leaf is its own right child with a NaN
+//! threshold, so a walk that reaches it stays there; its `(target, value)` weights, kept in `f64`
+//! so sums over hundreds of trees round once, are found through a side table.
 //!
-//! Rows are scored in blocks of [`BLOCK`]: each tree is walked by every row of the block before
-//! the next tree, so its nodes are read from cache; within the block, [`LANES`] rows walk the tree
-//! together, so the loads of one row's next node overlap the others'.
+//! Rows are scored in blocks of [`BLOCK`]: each group of [`LANES`] trees is walked by every row
+//! of the block before the next group, so the group's nodes are read from cache. A row walks the
+//! trees of a group together, each a fixed number of steps (the group's depth) with no test for
+//! leaves, so the loads of one tree's next node overlap the others' and nothing mispredicts but
+//! the comparisons' outcome, which is a select.
 
-use crate::build::{FEATURE_MASK, GENERAL, GeneralTest, LEAF, NAN_LEFT};
+use crate::build::{FEATURE_MASK, GENERAL, GeneralTest, LEAF, Layers, NAN_LEFT};
 use crate::transform::PostTransform;
 use crate::{Aggregate, TreesError};
 
 /// Rows scored together, tree after tree.
 const BLOCK: usize = 64;
-/// Rows that walk one tree in lockstep.
+/// Trees one row walks together.
 const LANES: usize = 8;
 /// LightGBM's `kZeroThreshold`: values this close to zero are zero.
 const ZERO_THRESHOLD: f32 = 1e-35;
@@ -23,11 +26,11 @@ const ZERO_THRESHOLD: f32 = 1e-35;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 pub(crate) struct Node {
-    /// Branch: go left when `x ≤ value`. Unused by leaves.
+    /// Branch: go left when `x ≤ value`. Leaf: NaN.
     pub(crate) value: f32,
-    /// Branch: feature index | flags. Leaf: [`LEAF`] | number of weights.
+    /// Branch: feature index | flags. Leaf: [`LEAF`] (feature 0).
     pub(crate) word: u32,
-    /// Branch: the right child. Leaf: the first weight.
+    /// Branch: the right child. Leaf: itself.
     pub(crate) right: u32,
 }
 
@@ -44,8 +47,12 @@ pub struct Ensemble {
     n_features: usize,
     n_targets: usize,
     nodes: Vec<Node>,
+    /// Per node: a leaf's first weight and count.
+    spans: Vec<[u32; 2]>,
     weights: Vec<Weight>,
     roots: Vec<u32>,
+    /// Per group of [`LANES`] trees: the deepest tree's depth.
+    group_depths: Vec<u32>,
     base: Vec<f64>,
     aggregate: Aggregate,
     /// Some node needs the general test: the walk checks each node's flag.
@@ -53,23 +60,27 @@ pub struct Ensemble {
 }
 
 impl Ensemble {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         n_features: usize,
         n_targets: usize,
-        nodes: Vec<Node>,
-        weights: Vec<Weight>,
-        roots: Vec<u32>,
+        layers: Layers,
         base: Vec<f64>,
         aggregate: Aggregate,
         general: bool,
     ) -> Self {
+        let group_depths = layers
+            .depths
+            .chunks(LANES)
+            .map(|group| group.iter().copied().max().unwrap_or(0))
+            .collect();
         Self {
             n_features,
             n_targets,
-            nodes,
-            weights,
-            roots,
+            nodes: layers.nodes,
+            spans: layers.spans,
+            weights: layers.weights,
+            roots: layers.roots,
+            group_depths,
             base,
             aggregate,
             general,
@@ -99,6 +110,7 @@ impl Ensemble {
     /// Bytes the laid-out ensemble holds.
     pub fn size_bytes(&self) -> usize {
         self.nodes.len() * std::mem::size_of::<Node>()
+            + self.spans.len() * 8
             + self.weights.len() * std::mem::size_of::<Weight>()
             + self.roots.len() * 4
     }
@@ -136,7 +148,8 @@ impl Ensemble {
             .checked_mul(width)
             .ok_or_else(|| TreesError::unsupported("too many rows for one call"))?;
         let mut out = vec![0.0f64; total];
-        let mut leaves = [0usize; BLOCK];
+        // The fixed-length walk reads a feature even on leaves (feature 0), so rows need one.
+        let fixed_length = !self.general && k > 0;
         for (block, scores) in out.chunks_mut(BLOCK * width).enumerate() {
             let first = block * BLOCK;
             let n = scores.len() / width;
@@ -144,10 +157,21 @@ impl Ensemble {
             if matches!(self.aggregate, Aggregate::Min | Aggregate::Max) {
                 scores.fill(f64::NAN);
             }
-            for &root in &self.roots {
-                self.walk_block(root as usize, x, k, &mut leaves[..n]);
-                for (row, &leaf) in leaves[..n].iter().enumerate() {
-                    self.add_leaf(leaf, &mut scores[row * width..(row + 1) * width]);
+            for (group, &depth) in self.roots.chunks(LANES).zip(&self.group_depths) {
+                for (r, row_scores) in scores.chunks_mut(width).enumerate() {
+                    let row = &x[r * k..(r + 1) * k];
+                    if fixed_length {
+                        let mut at = [0usize; LANES];
+                        self.walk_group(group, depth, row, &mut at);
+                        for &leaf in &at[..group.len()] {
+                            self.add_leaf(leaf, row_scores);
+                        }
+                    } else {
+                        for &root in group {
+                            let leaf = self.walk(root as usize, row);
+                            self.add_leaf(leaf, row_scores);
+                        }
+                    }
                 }
             }
             for row in scores.chunks_mut(width) {
@@ -158,38 +182,20 @@ impl Ensemble {
         Ok(out)
     }
 
-    /// The leaf each row of `x` reaches in the tree at `root`.
-    fn walk_block(&self, root: usize, x: &[f32], k: usize, leaves: &mut [usize]) {
-        let mut rows = leaves.chunks_mut(LANES).enumerate();
-        for (lane_block, lanes) in &mut rows {
-            let first = lane_block * LANES;
-            if lanes.len() == LANES && !self.general {
-                let mut at = [root; LANES];
-                let mut done = 0u32;
-                // Every lane steps until it sits on a leaf; lanes already there stay put.
-                while done != (1 << LANES) - 1 {
-                    for (lane, node_at) in at.iter_mut().enumerate() {
-                        let node = self.nodes[*node_at];
-                        if node.word & LEAF != 0 {
-                            done |= 1 << lane;
-                            continue;
-                        }
-                        let feature = (node.word & FEATURE_MASK) as usize;
-                        let v = x[(first + lane) * k + feature];
-                        let left = v <= node.value || (v.is_nan() && node.word & NAN_LEFT != 0);
-                        *node_at = if left {
-                            *node_at + 1
-                        } else {
-                            node.right as usize
-                        };
-                    }
-                }
-                lanes.copy_from_slice(&at);
-            } else {
-                for (lane, leaf) in lanes.iter_mut().enumerate() {
-                    let row = &x[(first + lane) * k..(first + lane + 1) * k];
-                    *leaf = self.walk(root, row);
-                }
+    /// Walks one row down the trees at `roots` (at most [`LANES`]) together, `depth` steps each
+    /// (leaves hold their place), leaving the leaf each reaches in `at`. Only for ensembles of
+    /// plain `x ≤ t` tests.
+    fn walk_group(&self, roots: &[u32], depth: u32, row: &[f32], at: &mut [usize; LANES]) {
+        for (a, &root) in at.iter_mut().zip(roots) {
+            *a = root as usize;
+        }
+        let at = &mut at[..roots.len()];
+        for _ in 0..depth {
+            for a in at.iter_mut() {
+                let node = self.nodes[*a];
+                let v = row[(node.word & FEATURE_MASK) as usize];
+                let left = (v <= node.value) | (v.is_nan() & (node.word & NAN_LEFT != 0));
+                *a = if left { *a + 1 } else { node.right as usize };
             }
         }
     }
@@ -230,10 +236,9 @@ impl Ensemble {
 
     /// Adds the weights of the leaf at `leaf` to one row's scores.
     fn add_leaf(&self, leaf: usize, scores: &mut [f64]) {
-        let node = self.nodes[leaf];
-        let first = node.right as usize;
-        let count = (node.word & FEATURE_MASK) as usize;
-        for w in &self.weights[first..first + count] {
+        let [first, count] = self.spans[leaf];
+        let first = first as usize;
+        for w in &self.weights[first..first + count as usize] {
             let s = &mut scores[w.target as usize];
             *s = match self.aggregate {
                 Aggregate::Sum | Aggregate::Average => *s + w.value,
@@ -254,5 +259,149 @@ impl Ensemble {
             }
             *s += base;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::Aggregate;
+    use crate::build::{EnsembleSpec, NodeSpec, Split, TreeSpec};
+    use crate::transform::PostTransform;
+
+    /// A tree grown from `seed`: splits on random features and thresholds, leaves at random
+    /// depths up to `max_depth` (so trees of one group differ in depth).
+    fn tree(seed: &mut u64, features: usize, max_depth: usize) -> TreeSpec {
+        fn next(seed: &mut u64) -> u64 {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        }
+        fn grow(nodes: &mut Vec<NodeSpec>, seed: &mut u64, features: usize, depth: usize) -> usize {
+            let at = nodes.len();
+            if depth == 0 || next(seed).is_multiple_of(4) {
+                let value = (next(seed) % 1000) as f64 / 100.0 - 5.0;
+                nodes.push(NodeSpec::Leaf {
+                    weights: vec![(0, value)],
+                });
+                return at;
+            }
+            nodes.push(NodeSpec::Leaf { weights: vec![] });
+            let left = grow(nodes, seed, features, depth - 1);
+            let right = grow(nodes, seed, features, depth - 1);
+            let split = match next(seed) % 4 {
+                0 => Split::Leq,
+                1 => Split::Lt,
+                2 => Split::Gt,
+                _ => Split::Gte,
+            };
+            nodes[at] = NodeSpec::Branch {
+                feature: (next(seed) % features as u64) as usize,
+                split,
+                threshold: (next(seed) % 200) as f64 / 100.0 - 1.0,
+                missing_goes_true: next(seed).is_multiple_of(2),
+                zero_is_missing: false,
+                if_true: left,
+                if_false: right,
+            };
+            at
+        }
+        let mut nodes = Vec::new();
+        let root = grow(&mut nodes, seed, features, max_depth);
+        TreeSpec { nodes, root }
+    }
+
+    /// The spec's own answer for one row: each tree walked from its root by the original test.
+    fn direct(spec: &EnsembleSpec, row: &[f32]) -> f64 {
+        let mut sum = 0.0;
+        for tree in &spec.trees {
+            let mut at = tree.root;
+            loop {
+                match &tree.nodes[at] {
+                    NodeSpec::Leaf { weights } => {
+                        sum += weights.iter().map(|w| w.1).sum::<f64>();
+                        break;
+                    }
+                    NodeSpec::Branch {
+                        feature,
+                        split,
+                        threshold,
+                        missing_goes_true,
+                        if_true,
+                        if_false,
+                        ..
+                    } => {
+                        let x = f64::from(row[*feature]);
+                        let holds = if x.is_nan() {
+                            *missing_goes_true
+                        } else {
+                            match split {
+                                Split::Leq => x <= *threshold,
+                                Split::Lt => x < *threshold,
+                                Split::Gt => x > *threshold,
+                                Split::Gte => x >= *threshold,
+                                Split::Eq => x == *threshold,
+                                Split::Neq => x != *threshold,
+                            }
+                        };
+                        at = if holds { *if_true } else { *if_false };
+                    }
+                }
+            }
+        }
+        sum
+    }
+
+    proptest! {
+        /// The fixed-length walk of tree groups (leaves hold their place) answers as each tree
+        /// walked on its own, for groups of mixed depths, a last group shorter than the others,
+        /// one-leaf trees and NaN inputs.
+        #[test]
+        fn the_group_walk_answers_as_the_trees_walked_one_by_one(
+            seed in 1u64..u64::MAX,
+            n_trees in 1usize..20,
+            max_depth in 0usize..7,
+            rows in prop::collection::vec(prop::collection::vec(prop_oneof![Just(f32::NAN), -1.5f32..1.5], 3), 1..70),
+        ) {
+            let mut state = seed;
+            let spec = EnsembleSpec {
+                n_features: 3,
+                n_targets: 1,
+                trees: (0..n_trees).map(|_| tree(&mut state, 3, max_depth)).collect(),
+                base: vec![0.5],
+                aggregate: Aggregate::Sum,
+            };
+            let ensemble = spec.build().expect("builds");
+            let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+            let got = ensemble.predict(&flat, rows.len(), PostTransform::None).expect("predicts");
+            for (row, g) in rows.iter().zip(&got) {
+                let want = direct(&spec, row) + 0.5;
+                prop_assert!((g - want).abs() < 1e-9, "{} vs {}", g, want);
+            }
+        }
+    }
+
+    #[test]
+    fn an_ensemble_of_leaves_needs_no_features() {
+        let spec = EnsembleSpec {
+            n_features: 0,
+            n_targets: 1,
+            trees: vec![TreeSpec {
+                nodes: vec![NodeSpec::Leaf {
+                    weights: vec![(0, 2.0)],
+                }],
+                root: 0,
+            }],
+            base: vec![1.0],
+            aggregate: Aggregate::Sum,
+        };
+        let got = spec
+            .build()
+            .expect("builds")
+            .predict(&[], 3, PostTransform::None)
+            .expect("predicts");
+        assert_eq!(got, vec![3.0; 3]);
     }
 }
