@@ -76,33 +76,13 @@ async fn compare_with_onnxruntime(fixtures: &[&str], missing_values: bool) {
     let registry = Registry::new(Arc::new(LocalFsStore::open(dir.path()).expect("store")));
     for name in fixtures {
         let reference = tabular_reference(name);
-        let pushed = push(
-            &registry,
-            PushRequest {
-                model: ModelName::new(*name).expect("name"),
-                file_name: "model.onnx".into(),
-                bytes: Bytes::from(tabular_file(name, "model.onnx")),
-                template: ManifestTemplate::default(),
-                actor: "tester".into(),
-                alias: None,
-                reason: None,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loaded = pushed(&registry, name).await;
         if missing_values {
             assert!(
-                pushed.manifest.allow_non_finite,
+                loaded.manifest().allow_non_finite,
                 "{name}: tree ensembles take NaN as missing"
             );
         }
-        let loaded = load(
-            &registry,
-            &ModelName::new(*name).expect("name"),
-            &VersionSelector::Default,
-        )
-        .await
-        .expect("loads");
         let input = &loaded.inputs()[0];
         let width = reference.features.len();
         let outputs = loaded

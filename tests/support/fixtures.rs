@@ -183,12 +183,23 @@ pub async fn push_seed(
     file: &str,
     template: maas_core::ManifestTemplate,
 ) -> maas_core::Manifest {
+    push_bytes(registry, model, file, seed_file(file), template).await
+}
+
+/// Pushes `bytes` as `model`'s next version, named `file`; panics with the refusal.
+async fn push_bytes(
+    registry: &maas_registry::Registry,
+    model: &str,
+    file: &str,
+    bytes: Vec<u8>,
+    template: maas_core::ManifestTemplate,
+) -> maas_core::Manifest {
     maas_models::push(
         registry,
         maas_models::PushRequest {
             model: maas_core::ModelName::new(model).expect("valid model name"),
             file_name: file.into(),
-            bytes: bytes::Bytes::from(seed_file(file)),
+            bytes: bytes::Bytes::from(bytes),
             template,
             actor: "test".into(),
             alias: None,
@@ -196,7 +207,7 @@ pub async fn push_seed(
         },
     )
     .await
-    .expect("the seed fixture pushes")
+    .unwrap_or_else(|e| panic!("{model}: {file} pushes: {e}"))
     .manifest
 }
 
@@ -207,21 +218,15 @@ pub async fn push_tabular(
     fixture: &str,
     file: &str,
 ) -> maas_core::Manifest {
-    maas_models::push(
+    let bytes = tabular_file(fixture, file);
+    push_bytes(
         registry,
-        maas_models::PushRequest {
-            model: maas_core::ModelName::new(model).expect("valid model name"),
-            file_name: file.into(),
-            bytes: bytes::Bytes::from(tabular_file(fixture, file)),
-            template: maas_core::ManifestTemplate::default(),
-            actor: "test".into(),
-            alias: None,
-            reason: None,
-        },
+        model,
+        file,
+        bytes,
+        maas_core::ManifestTemplate::default(),
     )
     .await
-    .unwrap_or_else(|e| panic!("{fixture}/{file} pushes: {e}"))
-    .manifest
 }
 
 /// An embedding lookup: `ids [N, 3]` (INT64) → `Gather(table [10, 4], ids)` → `y [N, 3, 4]`.

@@ -190,13 +190,6 @@ impl Buffer {
         }
     }
 
-    fn len(&self) -> usize {
-        match self {
-            Buffer::Float(v) => v.len(),
-            Buffer::Int(v) => v.len(),
-        }
-    }
-
     fn truncate(&mut self, len: usize) {
         match self {
             Buffer::Float(v) => v.truncate(len),
@@ -226,7 +219,6 @@ impl RowBatch<'_> {
         &mut self,
         mut field: impl FnMut(usize, &str) -> Field<'f>,
     ) -> Result<(), String> {
-        let starts: Vec<usize> = self.buffers.iter().map(Buffer::len).collect();
         let mut k = 0;
         let mut result = Ok(());
         'inputs: for (input, buffer) in self.layout.inputs.iter().zip(&mut self.buffers) {
@@ -254,8 +246,9 @@ impl RowBatch<'_> {
             }
         }
         if result.is_err() {
-            for (buffer, start) in self.buffers.iter_mut().zip(starts) {
-                buffer.truncate(start);
+            // Every input holds `rows × width` values of the rows added before this one.
+            for (buffer, input) in self.buffers.iter_mut().zip(&self.layout.inputs) {
+                buffer.truncate(self.rows * input.width);
             }
         } else {
             self.rows += 1;
